@@ -26,6 +26,7 @@ def test_r2s_model_imports_no_ros_module() -> None:
     script = textwrap.dedent(
         f"""
         import importlib, sys
+        import r2s_model
         for name in {modules!r}:
             importlib.import_module(name)
         print("\\n".join(sorted(sys.modules)))
