@@ -32,9 +32,9 @@ def test_r2s_model_imports_no_ros_module() -> None:
         print("\\n".join(sorted(sys.modules)))
         """
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", script], check=True, capture_output=True, text=True
-    ).stdout.split()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    loaded = run.stdout.split()
     assert "r2s_model" in loaded
     assert [name for name in loaded if _is_ros_module(name)] == []
 
