@@ -1,0 +1,104 @@
+"""One configuration object for the whole model, serialisable to the checkpoint's JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from r2s_model.encoder import EncoderConfig
+from r2s_model.llm import DEFAULT_LLM_SOURCE
+from r2s_model.losses import MaskLossWeights
+from r2s_model.superpoints import SuperpointParams
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that the model cannot use."""
+
+
+@dataclass
+class AugmentationConfig:
+    """Relevant-objects augmentation (stage-2 priors during training, paper §3.3)."""
+
+    drop_prob: float = 0.2  # each true relevant object is left out with this probability
+    add_prob: float = 0.3  # chance of adding distractor objects to a sample's priors
+    max_distractors: int = 2
+
+
+@dataclass
+class InputLimits:
+    """Documented caps on what inference accepts."""
+
+    max_points: int = 400_000  # larger clouds are subsampled (fixed seed) down to this
+    min_points: int = 50  # fewer valid points than this is an empty scene
+    max_instruction_chars: int = 500
+
+
+@dataclass
+class R2SConfig:
+    """Everything that shapes the model; saved with every checkpoint."""
+
+    mode: Literal["two_stage", "single_stage"] = "two_stage"
+    llm_source: str = DEFAULT_LLM_SOURCE
+    llm_mode: Literal["frozen", "lora", "full"] = "lora"
+    lora_rank: int = 8
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    superpoints: SuperpointParams = field(default_factory=SuperpointParams)
+    num_scene_tokens: int = 32
+    compressor_layers: int = 2
+    compressor_dim: int = 256
+    decoder_layers: int = 3
+    decoder_dim: int = 256
+    spatial_frequencies: int = 8
+    max_relevant: int = 4
+    stage1_max_new_tokens: int = 32
+    stage2_max_new_tokens: int = 16
+    mask_threshold: float = 0.5
+    score_threshold: float = 0.5
+    lm_loss_weight: float = 1.0
+    mask_loss: MaskLossWeights = field(default_factory=MaskLossWeights)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    limits: InputLimits = field(default_factory=InputLimits)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("two_stage", "single_stage"):
+            raise ConfigError(f"mode must be 'two_stage' or 'single_stage', got {self.mode!r}")
+        if self.llm_mode not in ("frozen", "lora", "full"):
+            raise ConfigError(f"llm_mode must be frozen, lora or full, got {self.llm_mode!r}")
+        for name in ("num_scene_tokens", "max_relevant", "stage1_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("mask_threshold", "score_threshold"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> R2SConfig:
+        """Inverse of `to_dict`; unknown or mistyped keys raise ConfigError naming them."""
+        return _build(cls, values, "config")
+
+
+def _build(kind: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}")
+    built = {}
+    for name, value in values.items():
+        default = fields[name].default_factory if fields[name].default_factory else None
+        nested = type(default()) if default is not None else None
+        if nested is not None and dataclasses.is_dataclass(nested):
+            built[name] = _build(nested, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            built[name] = tuple(value)
+        else:
+            built[name] = value
+    try:
+        return kind(**built)
+    except TypeError as error:
+        raise ConfigError(f"{where}: {error}") from error

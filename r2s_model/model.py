@@ -1,0 +1,325 @@
+"""R2SModel: the encoder, compressor, LLM and mask decoder wired into two-stage R²S.
+
+Training (`forward`) teacher-forces both stages on a batch; inference (`encode_scene` once per
+scene, then `segment` per instruction) generates greedily and reuses the KV-cache of the prefix
+that both stages share (scene tokens + question).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from r2s_model import inference
+from r2s_model.compressor import SceneCompressor
+from r2s_model.config import R2SConfig
+from r2s_model.decoder import DecoderOutput, MaskDecoder
+from r2s_model.encoder import SceneEncoder
+from r2s_model.llm import LLMBundle, load_llm, set_training_mode
+from r2s_model.losses import set_mask_loss
+from r2s_model.prompts import IGNORE_INDEX, PRIOR, REL, SCENE, SEG, PromptBuilder, TokenSequence
+from r2s_model.scene import SceneEncoding, SceneTokens, pad_by_scene
+from r2s_model.spatial import SpatialEncoding
+
+
+@dataclass
+class TrainingSample:
+    """One instruction on one scene of a TrainingBatch; masks are superpoint fractions (S_b,).
+
+    target (S_b,) float, None for a no-target sample; relevant (R, S_b) and distractors
+    (D, S_b) float, with their names in the same order.
+    """
+
+    scene: int
+    instruction: str
+    answer: str
+    target: Tensor | None
+    relevant_names: list[str]
+    relevant: Tensor
+    distractor_names: list[str]
+    distractors: Tensor
+
+
+@dataclass
+class TrainingBatch:
+    """B scenes concatenated point-wise plus the instruction samples on them.
+
+    points (N, 3) float32, colors (N, 3) float32 in [0, 1], superpoints (N,) int64 ids that are
+    contiguous over the whole batch (scene b's after scene b-1's), batch (N,) int64 sorted.
+    """
+
+    points: Tensor
+    colors: Tensor
+    superpoints: Tensor
+    batch: Tensor
+    samples: list[TrainingSample]
+
+    def to(self, device: torch.device) -> TrainingBatch:
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        samples = [
+            TrainingSample(
+                s.scene, s.instruction, s.answer, move(s.target), s.relevant_names,
+                move(s.relevant), s.distractor_names, move(s.distractors),
+            )
+            for s in self.samples
+        ]  # fmt: skip
+        return TrainingBatch(
+            self.points.to(device), self.colors.to(device), self.superpoints.to(device),
+            self.batch.to(device), samples,
+        )  # fmt: skip
+
+
+class R2SModel(nn.Module):
+    """Two-stage (or, for the ablation, single-stage) reasoning segmentation."""
+
+    def __init__(self, config: R2SConfig, llm: LLMBundle) -> None:
+        super().__init__()
+        self.config = config
+        self.llm_bundle = set_training_mode(llm, config.llm_mode, lora_rank=config.lora_rank)
+        self.llm = self.llm_bundle.model
+        hidden = llm.hidden_size
+        self.encoder = SceneEncoder(config.encoder)
+        dim = self.encoder.out_dim
+        self.spatial = SpatialEncoding(dim, config.spatial_frequencies)
+        self.compressor = SceneCompressor(
+            dim,
+            hidden,
+            hidden,
+            num_queries=config.num_scene_tokens,
+            hidden_dim=config.compressor_dim,
+            num_layers=config.compressor_layers,
+        )
+        self.decoder = MaskDecoder(
+            hidden, dim, d_model=config.decoder_dim, num_layers=config.decoder_layers
+        )
+        # A relevant element becomes one LLM token: its pooled features and its own box.
+        self.prior_projector = nn.Sequential(
+            nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, hidden)
+        )
+        self.prompts = PromptBuilder(llm.tokenizer, config.num_scene_tokens)
+
+    @classmethod
+    def build(cls, config: R2SConfig) -> R2SModel:
+        """A fresh model around the LLM named by `config.llm_source`."""
+        return cls(config, load_llm(config.llm_source))
+
+    @property
+    def device(self) -> torch.device:
+        return self.prior_projector[0].weight.device
+
+    # ---- shared pieces -------------------------------------------------------------------
+
+    def scene_tokens(
+        self, points: Tensor, colors: Tensor, superpoints: Tensor, batch: Tensor, num_scenes: int
+    ) -> SceneTokens:
+        """Encoder + spatial encoding for B scenes -> padded per-superpoint tokens."""
+        encoded = self.encoder(points, colors, superpoints, batch)
+        features, mask = pad_by_scene(encoded.features, encoded.batch, num_scenes)
+        centroids, _ = pad_by_scene(encoded.centroids, encoded.batch, num_scenes)
+        extents, _ = pad_by_scene(encoded.extents, encoded.batch, num_scenes)
+        counts, _ = pad_by_scene(encoded.point_counts.float(), encoded.batch, num_scenes)
+        scene_min = points.new_full((num_scenes, 3), float("inf"))
+        scene_max = points.new_full((num_scenes, 3), float("-inf"))
+        index = batch[:, None].expand(-1, 3)
+        scene_min = scene_min.scatter_reduce(0, index, points, "amin")
+        scene_max = scene_max.scatter_reduce(0, index, points, "amax")
+        tokens = features + self.spatial(centroids, extents, scene_min, scene_max)
+        return SceneTokens(tokens, mask, centroids, extents, counts, scene_min, scene_max)
+
+    def compress(self, scene: SceneTokens, instructions: list[str]) -> Tensor:
+        """(B,) instructions on their scenes -> (B, Q, H) scene tokens for the LLM."""
+        ids = [self.prompts.text(text) for text in instructions]
+        length = max(1, max(len(i) for i in ids))
+        padded = torch.zeros(len(ids), length, dtype=torch.long, device=self.device)
+        text_mask = torch.zeros(len(ids), length, dtype=torch.bool, device=self.device)
+        for row, sequence in enumerate(ids):
+            padded[row, : len(sequence)] = torch.tensor(sequence, device=self.device)
+            text_mask[row, : len(sequence)] = True
+        text = self.llm.get_input_embeddings()(padded)
+        return self.compressor(scene.tokens, scene.mask, text, text_mask)
+
+    def prior_tokens(self, scene: SceneTokens, row: int, masks: Tensor) -> Tensor:
+        """Relevant elements as LLM tokens: masks (R, S) float weights over superpoints of scene
+        `row` -> (R, H). Features are pooled under the mask; the element's box is encoded too."""
+        weights = masks * scene.point_counts[row] * scene.mask[row]
+        norm = weights.sum(1, keepdim=True).clamp_min(1e-6)
+        pooled = (weights @ scene.tokens[row]) / norm
+        centroid = (weights @ scene.centroids[row]) / norm
+        inside = (masks > 0.5) & scene.mask[row]
+        low = scene.centroids[row] - scene.extents[row] / 2
+        high = scene.centroids[row] + scene.extents[row] / 2
+        big = torch.finfo(low.dtype).max
+        box_min = torch.where(inside[..., None], low, big).amin(1)
+        box_max = torch.where(inside[..., None], high, -big).amax(1)
+        extent = torch.where(inside.any(1, keepdim=True), box_max - box_min, 0.0).detach()
+        box = self.spatial(
+            centroid[None],
+            extent[None],
+            scene.scene_min[row : row + 1],
+            scene.scene_max[row : row + 1],
+        )[0]
+        return self.prior_projector(torch.cat([pooled, box], dim=-1))
+
+    def embed(self, ids: Tensor, scene_tokens: Tensor | None, priors: Tensor | None) -> Tensor:
+        """Token ids (B, L) -> embeddings with <scene> and <prior> placeholders filled in order
+        from scene_tokens (B, Q, H) and priors (P, H) (all samples' priors concatenated)."""
+        embeds = self.llm.get_input_embeddings()(ids)
+        for token, values in ((SCENE, scene_tokens), (PRIOR, priors)):
+            slots = ids == self.prompts.ids[token]
+            if values is not None and slots.any():
+                values = values.reshape(-1, embeds.shape[-1]).to(embeds.dtype)
+                embeds = embeds.masked_scatter(slots[..., None], values)
+        return embeds
+
+    def decode_masks(self, states: list[Tensor], scene: SceneTokens) -> DecoderOutput:
+        """Hidden states at [REL]/[SEG], states[b] (K_b, H) -> decoder output (B, K_max, S)."""
+        count = max(1, max(len(s) for s in states))
+        hidden = scene.tokens.new_zeros(len(states), count, states[0].shape[-1] if states else 1)
+        valid = torch.zeros(len(states), count, dtype=torch.bool, device=hidden.device)
+        for row, sample_states in enumerate(states):
+            hidden[row, : len(sample_states)] = sample_states
+            valid[row, : len(sample_states)] = True
+        return self.decoder(hidden, valid, scene.tokens, scene.mask)
+
+    # ---- inference -----------------------------------------------------------------------
+
+    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None = None) -> SceneEncoding:
+        """Validates and encodes a cloud once: points (N, 3), colors (N, 3) in [0, 1] or uint8.
+        Reuse the result for every instruction while the scene is unchanged."""
+        return inference.encode_scene(self, points, colors)
+
+    def segment(self, scene: SceneEncoding, instruction: str) -> inference.SegmentationOutput:
+        """Segments the target of `instruction` in an encoded scene (see inference.segment)."""
+        return inference.segment(self, scene, instruction)
+
+    # ---- training ------------------------------------------------------------------------
+
+    def forward(self, batch: TrainingBatch) -> dict[str, Tensor]:
+        """Teacher-forced losses of a batch: {'total', 'lm_stage1', 'lm_stage2', 'relevant_*',
+        'target_*'} scalars ('lm_stage1' and 'relevant_*' are zero in single-stage mode)."""
+        num_scenes = int(batch.batch.max()) + 1
+        scenes = self.scene_tokens(
+            batch.points, batch.colors, batch.superpoints, batch.batch, num_scenes
+        )
+        index = torch.tensor([s.scene for s in batch.samples], device=self.device)
+        scene = scenes.select(index)
+        size = scene.mask.shape[1]
+        samples = [_pad_sample(s, size) for s in batch.samples]
+        scene_tokens = self.compress(scene, [s.instruction for s in samples])
+        prefixes = [self.prompts.prefix(s.instruction) for s in samples]
+        weights = scene.point_counts
+        zero = scene.tokens.sum() * 0.0
+        losses: dict[str, Tensor] = {"lm_stage1": zero}
+
+        if self.config.mode == "two_stage":
+            stage1 = [
+                self.prompts.sequence(
+                    prefix + self.prompts.stage1_prompt(),
+                    self.prompts.relevant_answer(sample.relevant_names),
+                )
+                for prefix, sample in zip(prefixes, samples, strict=True)
+            ]
+            losses["lm_stage1"], states = self._teacher_forced(stage1, scene_tokens, None, REL)
+            relevant = self.decode_masks(states, scene)
+            targets = [s.relevant.float() for s in samples]
+            for name, value in set_mask_loss(
+                relevant, targets, weights, self.config.mask_loss, match=True
+            ).items():
+                losses[f"relevant_{name}"] = value
+            stage2, priors = self._stage2_inputs(prefixes, samples, scene)
+        else:
+            stage2 = [
+                self.prompts.sequence(
+                    prefix + self.prompts.single_stage_prompt(),
+                    self.prompts.target_answer(sample.answer),
+                )
+                for prefix, sample in zip(prefixes, samples, strict=True)
+            ]
+            priors = None
+        losses["lm_stage2"], states = self._teacher_forced(stage2, scene_tokens, priors, SEG)
+        target = self.decode_masks(states, scene)
+        targets = [
+            s.target[None].float() if s.target is not None else scene.tokens.new_zeros(0, size)
+            for s in samples
+        ]
+        for name, value in set_mask_loss(
+            target, targets, weights, self.config.mask_loss, match=False
+        ).items():
+            losses[f"target_{name}"] = value
+        lm = self.config.lm_loss_weight * (losses["lm_stage1"] + losses["lm_stage2"])
+        losses["total"] = lm + losses["target_total"] + losses.get("relevant_total", zero)
+        return losses
+
+    def _stage2_inputs(
+        self, prefixes: list[list[int]], samples: list[TrainingSample], scene: SceneTokens
+    ) -> tuple[list[TokenSequence], Tensor | None]:
+        """Stage-2 sequences with priors from the annotated relevant objects, augmented (in
+        training mode) by dropping true ones and adding distractors."""
+        sequences, priors = [], []
+        augment = self.config.augmentation
+        for row, (prefix, sample) in enumerate(zip(prefixes, samples, strict=True)):
+            names, masks = list(sample.relevant_names), sample.relevant
+            if self.training:
+                keep = torch.rand(len(names)) >= augment.drop_prob
+                names = [n for n, k in zip(names, keep.tolist(), strict=True) if k]
+                masks = masks[keep.to(masks.device)]
+                if len(sample.distractor_names) and torch.rand(()) < augment.add_prob:
+                    count = int(torch.randint(1, augment.max_distractors + 1, ()))
+                    chosen = torch.randperm(len(sample.distractor_names))[:count]
+                    names += [sample.distractor_names[i] for i in chosen.tolist()]
+                    masks = torch.cat([masks, sample.distractors[chosen.to(masks.device)]])
+            names, masks = names[: self.config.max_relevant], masks[: self.config.max_relevant]
+            if names:
+                priors.append(self.prior_tokens(scene, row, masks.float()))
+            sequences.append(
+                self.prompts.sequence(
+                    prefix + self.prompts.stage2_prompt(names),
+                    self.prompts.target_answer(sample.answer),
+                )
+            )
+        return sequences, torch.cat(priors) if priors else None
+
+    def _teacher_forced(
+        self,
+        sequences: list[TokenSequence],
+        scene_tokens: Tensor,
+        priors: Tensor | None,
+        state_token: str,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """LM loss of right-padded sequences and the last hidden states at `state_token`."""
+        length = max(len(s.ids) for s in sequences)
+        ids = torch.full((len(sequences), length), self.prompts.eos_id, device=self.device)
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        attention = torch.zeros_like(ids)
+        for row, sequence in enumerate(sequences):
+            ids[row, : len(sequence.ids)] = torch.tensor(sequence.ids)
+            labels[row, : len(sequence.ids)] = torch.tensor(sequence.labels)
+            attention[row, : len(sequence.ids)] = 1
+        output = self.llm(
+            inputs_embeds=self.embed(ids, scene_tokens, priors),
+            attention_mask=attention,
+            labels=labels,
+            output_hidden_states=True,
+        )
+        hidden = output.hidden_states[-1]
+        # Only answer positions count: a name could contain the token text, the prompt cannot.
+        slots = (ids == self.prompts.ids[state_token]) & (labels != IGNORE_INDEX)
+        return output.loss, [hidden[row][slots[row]] for row in range(len(sequences))]
+
+
+def _pad_sample(sample: TrainingSample, size: int) -> TrainingSample:
+    """Pads the sample's superpoint masks from its scene's S_b to the batch's S_max."""
+
+    def pad(masks: Tensor | None) -> Tensor | None:
+        return None if masks is None else nn.functional.pad(masks, (0, size - masks.shape[-1]))
+
+    return TrainingSample(
+        sample.scene, sample.instruction, sample.answer, pad(sample.target),
+        sample.relevant_names, pad(sample.relevant), sample.distractor_names,
+        pad(sample.distractors),
+    )  # fmt: skip
