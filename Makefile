@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format demo lock clean
+.PHONY: setup test lint format demo bench lock clean
 
 setup:
 	@bash tools/setup_env.sh
@@ -23,6 +23,11 @@ test: lint
 # Until the replay demo lands (README, "Status") this says so instead of pretending.
 demo: setup
 	@echo "make demo: not yet - the rosbag replay demo has not landed (README, Status)."
+
+# Benchmarks write JSON under bench/results/ (CPU here; add BENCH_ARGS=--device=cuda on a GPU).
+BENCH_ARGS ?=
+bench: setup
+	$(PY) bench/bench_model.py $(BENCH_ARGS)
 
 # Re-pin requirements/constraints.txt from the current venv after editing requirements/base.txt.
 lock: setup

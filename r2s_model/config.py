@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,16 +85,14 @@ class R2SConfig:
 def _build(kind: type, values: Any, where: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(kind)}
-    unknown = sorted(set(values) - set(fields))
+    hints = typing.get_type_hints(kind)
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(kind)})
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}")
     built = {}
     for name, value in values.items():
-        default = fields[name].default_factory if fields[name].default_factory else None
-        nested = type(default()) if default is not None else None
-        if nested is not None and dataclasses.is_dataclass(nested):
-            built[name] = _build(nested, value, f"{where}.{name}")
+        if dataclasses.is_dataclass(hints[name]):
+            built[name] = _build(hints[name], value, f"{where}.{name}")
         elif isinstance(value, list):
             built[name] = tuple(value)
         else:

@@ -55,6 +55,7 @@ class SegmentationOutput:
     relevant: list[RelevantPrediction] = field(default_factory=list)
     reason: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    generated_tokens: int = 0  # by the LLM over both stages
 
 
 def _ms_since(start: float) -> float:
@@ -114,11 +115,13 @@ def segment(model: R2SModel, scene: SceneEncoding, instruction: object) -> Segme
     relevant: list[RelevantPrediction] = []
     priors = None
     names: list[str] = []
+    generated_tokens = 0
     if model.config.mode == "two_stage":
         generated, states = _generate(
             model, prompts.stage1_prompt(), None, None, cache,
             model.config.stage1_max_new_tokens, REL, model.config.max_relevant,
         )  # fmt: skip
+        generated_tokens += len(generated)
         names = prompts.relevant_names(generated)[: len(states)]
         relevant, masks = _relevant_elements(model, scene, names, states)
         names = [element.name for element in relevant]
@@ -150,6 +153,7 @@ def segment(model: R2SModel, scene: SceneEncoding, instruction: object) -> Segme
         relevant=relevant,
         reason="" if found else "the model found no object matching the instruction",
         timings_ms=timings,
+        generated_tokens=generated_tokens + len(generated),
     )
 
 

@@ -18,7 +18,13 @@ from r2s_model.compressor import SceneCompressor
 from r2s_model.config import R2SConfig
 from r2s_model.decoder import DecoderOutput, MaskDecoder
 from r2s_model.encoder import SceneEncoder
-from r2s_model.llm import LLMBundle, load_llm, set_training_mode
+from r2s_model.llm import (
+    LLMBundle,
+    load_llm,
+    load_trainable_state_dict,
+    set_training_mode,
+    trainable_state_dict,
+)
 from r2s_model.losses import set_mask_loss
 from r2s_model.prompts import IGNORE_INDEX, PRIOR, REL, SCENE, SEG, PromptBuilder, TokenSequence
 from r2s_model.scene import SceneEncoding, SceneTokens, pad_by_scene
@@ -111,6 +117,30 @@ class R2SModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.prior_projector[0].weight.device
+
+    def trainable_state(self) -> dict[str, Tensor]:
+        """What training changes: every parameter and buffer outside the LLM, plus the LLM's
+        trainable parameters (LoRA, special-token rows) under ``llm.``."""
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("llm.")}
+        state.update({f"llm.{k}": v for k, v in trainable_state_dict(self.llm_bundle).items()})
+        return state
+
+    def load_trainable_state(self, state: dict[str, Tensor]) -> None:
+        """Inverse of `trainable_state`; ValueError naming missing, extra or misshapen keys."""
+        own = {k: v for k, v in state.items() if not k.startswith("llm.")}
+        expected = {k: v for k, v in self.state_dict().items() if not k.startswith("llm.")}
+        problems = [f"missing {k}" for k in sorted(expected.keys() - own.keys())]
+        problems += [f"unexpected {k}" for k in sorted(own.keys() - expected.keys())]
+        problems += [
+            f"{k}: {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+            for k, v in own.items()
+            if k in expected and v.shape != expected[k].shape
+        ]
+        if problems:
+            raise ValueError("; ".join(problems[:8]) + (" ..." if len(problems) > 8 else ""))
+        llm_state = {k.removeprefix("llm."): v for k, v in state.items() if k.startswith("llm.")}
+        load_trainable_state_dict(self.llm_bundle, llm_state)
+        self.load_state_dict(own, strict=False)
 
     # ---- shared pieces -------------------------------------------------------------------
 

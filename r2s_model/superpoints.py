@@ -11,7 +11,7 @@ Robots have no mesh, so the cloud is voxelized and segmented on the voxel adjace
 3. Curved voxels left over (thin or strongly curved objects) are grouped among themselves with
    the same normal and color tests.
 4. Regions wider than `max_extent` (floors, walls) are cut into even cells.
-5. Regions with too few points merge into their most similar adjacent region.
+5. Regions of fewer than `min_voxels` voxels merge into their most similar adjacent region.
 
 Everything is vectorized over voxels and edges; ids are deterministic and ordered by the
 first voxel (in x, y, z key order) of each superpoint.
@@ -28,7 +28,11 @@ from scipy.sparse.csgraph import connected_components
 
 @dataclass(frozen=True)
 class SuperpointParams:
-    """Tuning of `compute_superpoints`; defaults suit room-scale clouds of ~1-3k points/m²."""
+    """Tuning of `compute_superpoints`.
+
+    Defaults were tuned on room-scale clouds of ~0.7-5k points/m²; keep voxel_size at least
+    about twice the mean point spacing so that surfaces stay connected in the voxel graph.
+    """
 
     voxel_size: float = 0.04  # metres; the graph's node size
     max_normal_angle_deg: float = 30.0  # adjacent voxels with a wider normal angle are cut
@@ -54,7 +58,10 @@ _HALF_OFFSETS = np.array([o for o in np.ndindex(3, 3, 3) if o > (1, 1, 1)], dtyp
 def compute_superpoints(
     points: np.ndarray, colors: np.ndarray, params: SuperpointParams | None = None
 ) -> np.ndarray:
-    """points (N, 3) float32 metres, colors (N, 3) float32 in [0, 1] -> (N,) int64 ids 0..S-1."""
+    """points (N, 3) float32 metres (finite), colors (N, 3) float32 in [0, 1] -> (N,) int64 ids.
+
+    Ids are contiguous 0..S-1 and follow voxel order, not the order of the points.
+    """
     params = params or SuperpointParams()
     if len(points) == 0:
         return np.zeros(0, dtype=np.int64)

@@ -14,6 +14,19 @@ from tests.model.scenes import make_box_scene
 SMALL = EncoderConfig(voxel_size=0.05, widths=(16, 24, 32), blocks_per_level=1)
 
 
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """Run each test on one CPU thread, then restore the previous count.
+
+    spconv's CPU path launches thousands of tiny OpenMP regions per step; when another process
+    holds a core, every barrier waits a scheduler slice and these small tests slow down 100x.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _scene_tensors(seed: int, num_points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     points, colors, _ = make_box_scene(seed, num_points)
     superpoints = compute_superpoints(points, colors)
@@ -176,3 +189,28 @@ def test_adam_steps_reduce_a_regression_loss() -> None:
         losses.append(loss.item())
 
     assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_default_config_forward_and_backward() -> None:
+    torch.manual_seed(0)
+    points, colors, superpoints = _scene_tensors(8, 8000)
+    batch = torch.zeros(len(points), dtype=torch.long)
+    encoder = SceneEncoder(EncoderConfig())
+    out = encoder(points, colors, superpoints, batch)
+    assert out.features.shape == (int(superpoints.max()) + 1, EncoderConfig().widths[0])
+    out.features.square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in encoder.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    torch.manual_seed(0)
+    points, colors, superpoints = _scene_tensors(9, 5000)
+    batch = torch.zeros(len(points), dtype=torch.long)
+    encoder = SceneEncoder(SMALL).eval()
+    with torch.no_grad():
+        on_cpu = encoder(points, colors, superpoints, batch)
+        on_cuda = encoder.cuda()(points.cuda(), colors.cuda(), superpoints.cuda(), batch.cuda())
+    assert on_cuda.features.device.type == "cuda"
+    torch.testing.assert_close(on_cuda.features.cpu(), on_cpu.features, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(on_cuda.centroids.cpu(), on_cpu.centroids)

@@ -1,0 +1,135 @@
+"""Latency and memory of R2S inference on a 100k-point scene with the default LLM.
+
+Writes bench/results/model_<device>.json: per-stage latency (median of --repeats runs), the
+second instruction on an unchanged scene, single- vs two-stage, and peak memory, with the ratios
+the design aims at. The R2S heads are untrained (random, seeded) around the real default LLM:
+what is measured is the compute path. Decoding is greedy, so repeated runs generate the same
+tokens; the number generated is reported, since it drives the LLM stages' time.
+
+    .venv/bin/python bench/bench_model.py [--device cuda] [--points 100000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from r2s_model.config import R2SConfig
+from r2s_model.llm import load_llm
+from r2s_model.model import R2SModel
+from r2s_model.superpoints import compute_superpoints
+from tests.model.scenes import make_box_scene
+
+RESULTS = Path(__file__).parent / "results"
+INSTRUCTIONS = ["the chair nearest the window", "the tallest box next to the wall"]
+
+
+def _median_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples), 1)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(device: torch.device, num_points: int, repeats: int) -> dict:
+    points, colors, _ = make_box_scene(seed=0, num_points=num_points)
+    llm = load_llm()
+    models = {
+        mode: R2SModel(dataclasses.replace(R2SConfig(), mode=mode), llm).to(device).eval()
+        for mode in ("two_stage", "single_stage")
+    }
+    start = time.perf_counter()
+    compute_superpoints(points, colors)  # warm-up of caches and thread pools
+    results: dict[str, dict[str, float]] = {}
+    for mode, model in models.items():
+        model.segment(model.encode_scene(points, colors), INSTRUCTIONS[0])  # warm-up
+        first, second, encode, superpoints = [], [], [], []
+        stage_times: dict[str, list[float]] = {}
+        for _ in range(repeats):
+            start = time.perf_counter()
+            scene = model.encode_scene(points, colors)
+            output = model.segment(scene, INSTRUCTIONS[0])
+            first.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            model.segment(scene, INSTRUCTIONS[1])
+            second.append((time.perf_counter() - start) * 1000)
+            superpoints.append(scene.superpoints_ms)
+            encode.append(scene.encode_ms)
+            tokens = output.generated_tokens
+            for stage, ms in output.timings_ms.items():
+                stage_times.setdefault(stage, []).append(ms)
+        results[mode] = {
+            "first_instruction_ms": _median_ms(first),
+            "second_instruction_same_scene_ms": _median_ms(second),
+            "superpoints_ms": _median_ms(superpoints),
+            "encoder_ms": _median_ms(encode),
+            **{f"{stage}_ms": _median_ms(ms) for stage, ms in stage_times.items()},
+            "num_superpoints": scene.num_superpoints,
+            "generated_tokens": tokens,
+        }
+    two, one = results["two_stage"], results["single_stage"]
+    return {
+        "benchmark": "model_inference",
+        "device": str(device),
+        "machine": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "num_points": num_points,
+        "llm": llm.source,
+        "repeats": repeats,
+        "results": results,
+        "ratios": {
+            "second_over_first_two_stage": round(
+                two["second_instruction_same_scene_ms"] / two["first_instruction_ms"], 3
+            ),
+            "two_stage_over_single_stage": round(
+                two["first_instruction_ms"] / one["first_instruction_ms"], 3
+            ),
+        },
+        "peak_memory_mb": round(_peak_memory_mb(device), 1),
+        "targets": {
+            "superpoints_ms": 500,
+            "two_stage_total_ms_cpu": 3000,
+            "second_over_first": 0.6,
+            "two_stage_over_single_stage": 1.4,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    report = run(device, args.points, args.repeats)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"model_{device.type}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+    table = Table(title=f"R2S inference, {args.points} points, {device}")
+    table.add_column("measure")
+    for mode in report["results"]:
+        table.add_column(mode, justify="right")
+    for key in report["results"]["two_stage"]:
+        table.add_row(key, *(str(report["results"][m].get(key, "-")) for m in report["results"]))
+    console = Console()
+    console.print(table)
+    console.print(report["ratios"], f"peak memory {report['peak_memory_mb']} MB", f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
