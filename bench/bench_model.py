@@ -3,8 +3,12 @@
 Writes bench/results/model_<device>.json: per-stage latency (median of --repeats runs), the
 second instruction on an unchanged scene, single- vs two-stage, and peak memory, with the ratios
 the design aims at. The R2S heads are untrained (random, seeded) around the real default LLM:
-what is measured is the compute path. Decoding is greedy, so repeated runs generate the same
-tokens; the number generated is reported, since it drives the LLM stages' time.
+what is measured is the compute path. Untrained heads never stop generating on their own, so
+generation is capped at the length of the answers our prompts train for (--max-new-tokens,
+default 8 per stage: " chair[REL], window[REL]<eos>" is 6 tokens); decoding is greedy, so
+repeated runs generate the same tokens, and the count is reported. On CPU each token of the
+135M LLM costs ~40 ms (reading its 540 MB of float32 weights once per token), so answer length
+drives the stages' time.
 
     .venv/bin/python bench/bench_model.py [--device cuda] [--points 100000] [--repeats 3]
 """
@@ -44,11 +48,11 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(device: torch.device, num_points: int, repeats: int) -> dict:
+def run(device: torch.device, num_points: int, repeats: int, max_new_tokens: int) -> dict:
     points, colors, _ = make_box_scene(seed=0, num_points=num_points)
-    llm = load_llm()
+    config = R2SConfig(stage1_max_new_tokens=max_new_tokens, stage2_max_new_tokens=max_new_tokens)
     models = {
-        mode: R2SModel(dataclasses.replace(R2SConfig(), mode=mode), llm).to(device).eval()
+        mode: R2SModel(dataclasses.replace(config, mode=mode), load_llm()).to(device).eval()
         for mode in ("two_stage", "single_stage")
     }
     start = time.perf_counter()
@@ -56,7 +60,7 @@ def run(device: torch.device, num_points: int, repeats: int) -> dict:
     results: dict[str, dict[str, float]] = {}
     for mode, model in models.items():
         model.segment(model.encode_scene(points, colors), INSTRUCTIONS[0])  # warm-up
-        first, second, encode, superpoints = [], [], [], []
+        first, second = [], []
         stage_times: dict[str, list[float]] = {}
         for _ in range(repeats):
             start = time.perf_counter()
@@ -66,16 +70,12 @@ def run(device: torch.device, num_points: int, repeats: int) -> dict:
             start = time.perf_counter()
             model.segment(scene, INSTRUCTIONS[1])
             second.append((time.perf_counter() - start) * 1000)
-            superpoints.append(scene.superpoints_ms)
-            encode.append(scene.encode_ms)
             tokens = output.generated_tokens
             for stage, ms in output.timings_ms.items():
                 stage_times.setdefault(stage, []).append(ms)
         results[mode] = {
             "first_instruction_ms": _median_ms(first),
             "second_instruction_same_scene_ms": _median_ms(second),
-            "superpoints_ms": _median_ms(superpoints),
-            "encoder_ms": _median_ms(encode),
             **{f"{stage}_ms": _median_ms(ms) for stage, ms in stage_times.items()},
             "num_superpoints": scene.num_superpoints,
             "generated_tokens": tokens,
@@ -87,8 +87,9 @@ def run(device: torch.device, num_points: int, repeats: int) -> dict:
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "num_points": num_points,
-        "llm": llm.source,
+        "llm": models["two_stage"].llm_bundle.source,
         "repeats": repeats,
+        "max_new_tokens_per_stage": max_new_tokens,
         "results": results,
         "ratios": {
             "second_over_first_two_stage": round(
@@ -113,9 +114,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=8)
     args = parser.parse_args()
     device = torch.device(args.device)
-    report = run(device, args.points, args.repeats)
+    report = run(device, args.points, args.repeats, args.max_new_tokens)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"model_{device.type}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")

@@ -4,11 +4,11 @@ import torch
 from torch import Tensor, nn
 
 
-def _attendable_padding(valid: Tensor) -> Tensor:
-    """Key padding mask (True = ignore) from a validity mask (B, L) bool.
+def attendable_padding(valid: Tensor) -> Tensor:
+    """Key padding (True = ignore) from validity (B, L) bool; never ignores every key of a sample.
 
-    A sample without any valid key would give softmax over nothing (NaN), so such a sample
-    attends to all of its (meaningless) keys instead; it has no valid entries to protect.
+    A sample without valid keys would give softmax over nothing (NaN); it attends to all of its
+    meaningless keys instead, as it has no valid entries whose outputs need protecting.
     """
     return ~valid & valid.any(dim=-1, keepdim=True)
 
@@ -108,7 +108,7 @@ class SceneCompressor(nn.Module):
             superpoint_tokens.masked_fill(~superpoint_mask[..., None], 0)
         )
         text = self.text_in(text.masked_fill(~text_mask[..., None], 0))
-        superpoint_padding = _attendable_padding(superpoint_mask)
+        superpoint_padding = attendable_padding(superpoint_mask)
         text_padding = ~text_mask
         queries = self.queries.to(superpoints.dtype).expand(superpoints.shape[0], -1, -1)
         for layer in self.layers:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from r2s_model.compressor import attendable_padding
+
 # Logit written at padded superpoints: probability exactly 0 in float32/bf16, finite in float16.
 PAD_LOGIT = -1.0e4
 
@@ -25,15 +27,6 @@ class DecoderOutput:
     score_logits: Tensor  # (B,K) "this query's object exists"
     query_embeddings: Tensor  # (B,K,d_model) final query states
     query_mask: Tensor | None = None  # (B,K) bool valid queries; None = all valid
-
-
-def _attendable_padding(valid: Tensor) -> Tensor:
-    """Key padding (True = ignore) from validity (B, L) bool; never ignores every key of a sample.
-
-    A sample without valid keys would give softmax over nothing (NaN); it attends to all of its
-    meaningless keys instead, as it has no valid entries whose outputs need protecting.
-    """
-    return ~valid & valid.any(dim=-1, keepdim=True)
 
 
 def _cross_attention_block(mask_logits: Tensor, superpoint_padding: Tensor) -> Tensor:
@@ -139,8 +132,8 @@ class MaskDecoder(nn.Module):
         # Zeroing padding keeps NaN/inf padding values out of the (zero-weighted) attention sums.
         queries = self.query_in(token_states.masked_fill(~token_mask[..., None], 0))
         memory = self.superpoint_in(superpoint_features.masked_fill(~superpoint_mask[..., None], 0))
-        superpoint_padding = _attendable_padding(superpoint_mask)
-        query_padding = _attendable_padding(token_mask)
+        superpoint_padding = attendable_padding(superpoint_mask)
+        query_padding = attendable_padding(token_mask)
 
         mask_logits = self._predict_masks(queries, memory, superpoint_mask)
         aux_mask_logits = []

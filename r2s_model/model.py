@@ -7,6 +7,8 @@ that both stages share (scene tokens + question).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +50,15 @@ class TrainingSample:
     distractor_names: list[str]
     distractors: Tensor
 
+    def map_masks(self, function: Callable[[Tensor], Tensor]) -> TrainingSample:
+        """A copy with `function` applied to every mask tensor."""
+        return dataclasses.replace(
+            self,
+            target=None if self.target is None else function(self.target),
+            relevant=function(self.relevant),
+            distractors=function(self.distractors),
+        )
+
 
 @dataclass
 class TrainingBatch:
@@ -64,20 +75,13 @@ class TrainingBatch:
     samples: list[TrainingSample]
 
     def to(self, device: torch.device) -> TrainingBatch:
-        def move(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(device)
-
-        samples = [
-            TrainingSample(
-                s.scene, s.instruction, s.answer, move(s.target), s.relevant_names,
-                move(s.relevant), s.distractor_names, move(s.distractors),
-            )
-            for s in self.samples
-        ]  # fmt: skip
         return TrainingBatch(
-            self.points.to(device), self.colors.to(device), self.superpoints.to(device),
-            self.batch.to(device), samples,
-        )  # fmt: skip
+            self.points.to(device),
+            self.colors.to(device),
+            self.superpoints.to(device),
+            self.batch.to(device),
+            [sample.map_masks(lambda masks: masks.to(device)) for sample in self.samples],
+        )
 
 
 class R2SModel(nn.Module):
@@ -239,7 +243,11 @@ class R2SModel(nn.Module):
         index = torch.tensor([s.scene for s in batch.samples], device=self.device)
         scene = scenes.select(index)
         size = scene.mask.shape[1]
-        samples = [_pad_sample(s, size) for s in batch.samples]
+        # Sample masks cover their scene's S_b superpoints; the batch is padded to S_max.
+        samples = [
+            s.map_masks(lambda m: nn.functional.pad(m, (0, size - m.shape[-1])))
+            for s in batch.samples
+        ]
         scene_tokens = self.compress(scene, [s.instruction for s in samples])
         prefixes = [self.prompts.prefix(s.instruction) for s in samples]
         weights = scene.point_counts
@@ -340,16 +348,3 @@ class R2SModel(nn.Module):
         # Only answer positions count: a name could contain the token text, the prompt cannot.
         slots = (ids == self.prompts.ids[state_token]) & (labels != IGNORE_INDEX)
         return output.loss, [hidden[row][slots[row]] for row in range(len(sequences))]
-
-
-def _pad_sample(sample: TrainingSample, size: int) -> TrainingSample:
-    """Pads the sample's superpoint masks from its scene's S_b to the batch's S_max."""
-
-    def pad(masks: Tensor | None) -> Tensor | None:
-        return None if masks is None else nn.functional.pad(masks, (0, size - masks.shape[-1]))
-
-    return TrainingSample(
-        sample.scene, sample.instruction, sample.answer, pad(sample.target),
-        sample.relevant_names, pad(sample.relevant), sample.distractor_names,
-        pad(sample.distractors),
-    )  # fmt: skip
