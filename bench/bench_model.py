@@ -48,13 +48,17 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(device: torch.device, num_points: int, repeats: int, max_new_tokens: int) -> dict:
+def run(
+    device: torch.device, num_points: int, repeats: int, max_new_tokens: int, llm_dtype: str
+) -> dict:
     points, colors, _ = make_box_scene(seed=0, num_points=num_points)
     config = R2SConfig(stage1_max_new_tokens=max_new_tokens, stage2_max_new_tokens=max_new_tokens)
     models = {
         mode: R2SModel(dataclasses.replace(config, mode=mode), load_llm()).to(device).eval()
         for mode in ("two_stage", "single_stage")
     }
+    for model in models.values():
+        model.llm.to(getattr(torch, llm_dtype))
     start = time.perf_counter()
     compute_superpoints(points, colors)  # warm-up of caches and thread pools
     results: dict[str, dict[str, float]] = {}
@@ -90,6 +94,7 @@ def run(device: torch.device, num_points: int, repeats: int, max_new_tokens: int
         "llm": models["two_stage"].llm_bundle.source,
         "repeats": repeats,
         "max_new_tokens_per_stage": max_new_tokens,
+        "llm_dtype": llm_dtype,
         "results": results,
         "ratios": {
             "second_over_first_two_stage": round(
@@ -115,11 +120,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--llm-dtype", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args()
     device = torch.device(args.device)
-    report = run(device, args.points, args.repeats, args.max_new_tokens)
+    report = run(device, args.points, args.repeats, args.max_new_tokens, args.llm_dtype)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"model_{device.type}.json"
+    path = RESULTS / f"model_{device.type}_{args.llm_dtype}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
 
     table = Table(title=f"R2S inference, {args.points} points, {device}")

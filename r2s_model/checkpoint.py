@@ -86,12 +86,17 @@ def read_checkpoint_config(folder: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(
-    folder: Path, *, device: str | torch.device = "cpu", llm: LLMBundle | None = None
+    folder: Path,
+    *,
+    device: str | torch.device = "cpu",
+    llm: LLMBundle | None = None,
+    llm_dtype: torch.dtype = torch.float32,
 ) -> R2SModel:
     """Rebuilds the model of a checkpoint in eval mode.
 
     The base LLM comes from the checkpoint's recorded source unless `llm` is given; either way
-    its weights must hash to what the checkpoint was trained on.
+    its weights must hash to what the checkpoint was trained on. `llm_dtype` = bfloat16 halves
+    the LLM's time per token on CPUs with bf16 support and on GPUs; the R2S modules stay float32.
     """
     folder = Path(folder)
     description = read_checkpoint_config(folder)
@@ -119,4 +124,5 @@ def load_checkpoint(
         model.load_trainable_state(state)
     except (KeyError, ValueError) as error:
         raise CheckpointError(f"{weights}: does not match its config ({error})") from error
+    model.llm.to(llm_dtype)
     return model.to(device).eval()

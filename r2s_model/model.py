@@ -174,7 +174,8 @@ class R2SModel(nn.Module):
         for row, sequence in enumerate(ids):
             padded[row, : len(sequence)] = torch.tensor(sequence, device=self.device)
             text_mask[row, : len(sequence)] = True
-        text = self.llm.get_input_embeddings()(padded)
+        # The LLM may run in another dtype (bfloat16 inference) than the R2S modules.
+        text = self.llm.get_input_embeddings()(padded).to(scene.tokens.dtype)
         return self.compressor(scene.tokens, scene.mask, text, text_mask)
 
     def prior_tokens(self, scene: SceneTokens, row: int, masks: Tensor) -> Tensor:

@@ -117,6 +117,16 @@ def test_segment_output_shapes(scene, mode: str) -> None:
     assert {"superpoints", "encode", "stage1"} <= set(output.timings_ms)
 
 
+def test_bfloat16_llm_with_float32_heads(scene) -> None:
+    model = tiny_model().eval()
+    reference = model.segment(model.encode_scene(scene.points, scene.colors), "the box")
+    model.llm.to(torch.bfloat16)
+    output = model.segment(model.encode_scene(scene.points, scene.colors), "the box")
+    assert output.status in (SegmentationStatus.OK, SegmentationStatus.NO_TARGET)
+    assert output.target_mask.shape == reference.target_mask.shape
+    assert abs(output.target_score - reference.target_score) < 0.05
+
+
 def test_reused_scene_encoding_gives_identical_results(scene) -> None:
     model = tiny_model().eval()
     encoded = model.encode_scene(scene.points, scene.colors)
