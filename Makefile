@@ -28,6 +28,8 @@ demo: setup
 BENCH_ARGS ?=
 bench: setup
 	$(PY) bench/bench_model.py $(BENCH_ARGS)
+	$(PY) bench/bench_model.py --llm-dtype bfloat16 $(BENCH_ARGS)
+	$(PY) bench/bench_data.py
 
 # Re-pin requirements/constraints.txt from the current venv after editing requirements/base.txt.
 lock: setup

@@ -24,4 +24,10 @@ setup(
         "peft",
         "rosbags",
     ],
+    entry_points={
+        "console_scripts": [
+            "r2s-gen-data=r2s_model.data.generate:main",
+            "r2s-eval=r2s_model.eval.evaluate:main",
+        ]
+    },
 )

@@ -22,6 +22,7 @@ from r2s_model.config import ConfigError, R2SConfig
 from r2s_model.llm import LLMBundle, load_llm
 from r2s_model.model import R2SModel
 
+DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "default"  # the shipped model
 FORMAT = "r2s-checkpoint"
 VERSION = 1
 CONFIG_FILE = "config.json"

@@ -1,0 +1,1 @@
+"""Datasets: synthetic scene and instruction generation, checking, and loaders."""

@@ -1,0 +1,52 @@
+"""Top-down renders of a prediction: scene grey, relevant orange, target green, prediction red."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # renders files; never needs a display
+import matplotlib.pyplot as plt
+import numpy as np
+
+LAYERS = (  # drawn in this order, later on top
+    ("relevant (truth)", "#f39c12", 3.0),
+    ("target (truth)", "#27ae60", 4.0),
+    ("prediction", "#e74c3c", 2.0),
+)
+
+
+def render_top_down(
+    path: Path,
+    points: np.ndarray,
+    *,
+    target: np.ndarray,
+    prediction: np.ndarray,
+    relevant: np.ndarray,
+    title: str,
+    max_background: int = 60_000,
+) -> Path:
+    """Writes a PNG. points (N, 3); target, prediction, relevant (N,) bool masks."""
+    figure, axes = plt.subplots(figsize=(6.5, 6.5), dpi=110)
+    background = np.flatnonzero(~(target | prediction | relevant))
+    if len(background) > max_background:
+        background = background[:: len(background) // max_background + 1]
+    # Highest points last, so furniture tops hide the floor under them.
+    background = background[np.argsort(points[background, 2], kind="stable")]
+    axes.scatter(points[background, 0], points[background, 1], s=0.5, c="#b0b0b0", linewidths=0)
+    for (label, color, size), mask in zip(LAYERS, (relevant, target, prediction), strict=True):
+        chosen = np.flatnonzero(mask)
+        axes.scatter(
+            points[chosen, 0], points[chosen, 1], s=size, c=color, linewidths=0, label=label
+        )
+    axes.set_aspect("equal")
+    axes.set_xlabel("x [m]")
+    axes.set_ylabel("y [m]")
+    axes.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=9)
+    axes.legend(loc="upper right", fontsize=7, markerscale=4)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
