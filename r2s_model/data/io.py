@@ -8,6 +8,7 @@ DIR/scenes/<scene_id>.npz   one scene per file (numpy, no pickled objects)
 from __future__ import annotations
 
 import json
+import zipfile
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ def read_scene(path: Path) -> SceneArrays:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DatasetFormatError(f"{path}: unreadable scene file ({error})") from error
     for name, (dtype, ndim) in SCENE_FIELDS.items():
         if name not in arrays:
