@@ -33,9 +33,13 @@ def render_top_down(
     background = np.flatnonzero(~(target | prediction | relevant))
     if len(background) > max_background:
         background = background[:: len(background) // max_background + 1]
-    # Highest points last, so furniture tops hide the floor under them.
+    # Highest points last and darker, so furniture stands out from the floor under it.
     background = background[np.argsort(points[background, 2], kind="stable")]
-    axes.scatter(points[background, 0], points[background, 1], s=0.5, c="#b0b0b0", linewidths=0)
+    heights = points[background, 2]
+    axes.scatter(
+        points[background, 0], points[background, 1], s=0.6, c=heights, cmap="Greys",
+        vmin=-0.5, vmax=max(float(heights.max(initial=0.0)), 0.5) * 1.2, linewidths=0,
+    )  # fmt: skip
     for (label, color, size), mask in zip(LAYERS, (relevant, target, prediction), strict=True):
         chosen = np.flatnonzero(mask)
         axes.scatter(
