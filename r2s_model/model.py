@@ -186,6 +186,7 @@ class R2SModel(nn.Module):
         pooled = (weights @ scene.tokens[row]) / norm
         centroid = (weights @ scene.centroids[row]) / norm
         inside = (masks > 0.5) & scene.mask[row]
+        # The element's box spans its superpoints' boxes (each taken as centroid ± extent / 2).
         low = scene.centroids[row] - scene.extents[row] / 2
         high = scene.centroids[row] + scene.extents[row] / 2
         big = torch.finfo(low.dtype).max
