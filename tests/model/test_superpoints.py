@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from r2s_model.data.rooms import generate_room
 from r2s_model.superpoints import SuperpointParams, compute_superpoints, superpoint_purity
 from tests.model.scenes import make_box_scene
 
@@ -115,3 +116,15 @@ def test_purity_hand_case() -> None:
     instance = np.array([5, 5, 6, 6, 6])
     assert superpoint_purity(superpoints, instance) == pytest.approx(0.8)
     assert superpoint_purity(np.zeros(0, np.int64), np.zeros(0, np.int64)) == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_purity_on_generated_rooms(seed: int) -> None:
+    """Procedural rooms (floor, walls, windows, furniture from parts): purity 0.973-0.983 over
+    seeds 0-4 when measured, 500-800 superpoints for 110k-160k points."""
+    room = generate_room(seed)
+    superpoints = compute_superpoints(room.points, room.colors)
+    purity = superpoint_purity(superpoints, room.instance)
+    print(f"room {seed}: {len(room.points)} points, {superpoints.max() + 1} superpoints, {purity=}")
+    assert purity >= 0.96
+    assert 200 <= superpoints.max() + 1 <= 2000
