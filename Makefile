@@ -30,6 +30,7 @@ bench: setup
 	$(PY) bench/bench_model.py $(BENCH_ARGS)
 	$(PY) bench/bench_model.py --llm-dtype bfloat16 $(BENCH_ARGS)
 	$(PY) bench/bench_data.py
+	$(PY) bench/bench_codec.py
 
 # Re-pin requirements/constraints.txt from the current venv after editing requirements/base.txt.
 lock: setup

@@ -1,5 +1,7 @@
 """Latency and memory of R2S inference on a 100k-point scene with the default LLM.
 
+The scene is procedural room 0 of the benchmark generator, subsampled to --points.
+
 Writes bench/results/model_<device>.json: per-stage latency (median of --repeats runs), the
 second instruction on an unchanged scene, single- vs two-stage, and peak memory, with the ratios
 the design aims at. The R2S heads are untrained (random, seeded) around the real default LLM:
@@ -24,15 +26,16 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from r2s_model.config import R2SConfig
+from r2s_model.data.rooms import generate_room
 from r2s_model.llm import load_llm
 from r2s_model.model import R2SModel
 from r2s_model.superpoints import compute_superpoints
-from tests.model.scenes import make_box_scene
 
 RESULTS = Path(__file__).parent / "results"
 INSTRUCTIONS = ["the chair nearest the window", "the tallest box next to the wall"]
@@ -51,7 +54,9 @@ def _peak_memory_mb(device: torch.device) -> float:
 def run(
     device: torch.device, num_points: int, repeats: int, max_new_tokens: int, llm_dtype: str
 ) -> dict:
-    points, colors, _ = make_box_scene(seed=0, num_points=num_points)
+    room = generate_room(0)
+    keep = np.sort(np.random.default_rng(0).permutation(len(room.points))[:num_points])
+    points, colors = room.points[keep], room.colors[keep]
     config = R2SConfig(stage1_max_new_tokens=max_new_tokens, stage2_max_new_tokens=max_new_tokens)
     models = {
         mode: R2SModel(dataclasses.replace(config, mode=mode), load_llm()).to(device).eval()
@@ -90,7 +95,7 @@ def run(
         "device": str(device),
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
-        "num_points": num_points,
+        "num_points": len(points),
         "llm": models["two_stage"].llm_bundle.source,
         "repeats": repeats,
         "max_new_tokens_per_stage": max_new_tokens,
