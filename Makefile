@@ -31,6 +31,7 @@ bench: setup
 	$(PY) bench/bench_model.py --llm-dtype bfloat16 $(BENCH_ARGS)
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_codec.py
+	$(PY) bench/bench_accumulator.py
 
 # Re-pin requirements/constraints.txt from the current venv after editing requirements/base.txt.
 lock: setup

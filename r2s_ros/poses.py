@@ -1,0 +1,151 @@
+"""Sensor poses in the fixed frame, buffered by stamp so that each cloud gets the pose at which
+it was captured.
+
+Frames: a nav_msgs/Odometry message gives the pose of `child_frame_id` (the robot or its sensor)
+in `header.frame_id` (the fixed frame, e.g. `odom` or `map`): a point p in the child frame lies
+at rotation @ p + translation in the fixed frame. So when a cloud's `header.frame_id` is the
+odometry child frame, `transform_points(cloud, buffer.lookup(cloud_stamp, tolerance))` maps it
+into the fixed frame. A cloud in another frame (a camera mounted on the base) first needs the
+static sensor -> base offset composed in; that is a later concern and nothing here assumes one.
+
+Stamps are float seconds (`stamp_seconds`); float64 resolves them to under a microsecond.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+if TYPE_CHECKING:
+    from builtin_interfaces.msg import Time
+    from nav_msgs.msg import Odometry
+
+
+@dataclass
+class Pose:
+    """The sensor frame in the fixed frame at stamp_s: x_fixed = rotation @ x + translation."""
+
+    stamp_s: float
+    translation: np.ndarray  # (3,) float64, metres
+    rotation: np.ndarray  # (3, 3) float64, a proper rotation matrix
+
+    def __post_init__(self) -> None:
+        self.translation = np.asarray(self.translation, np.float64)
+        self.rotation = np.asarray(self.rotation, np.float64)
+        if self.translation.shape != (3,) or self.rotation.shape != (3, 3):
+            raise ValueError(
+                f"translation must be (3,) and rotation (3, 3), "
+                f"got {self.translation.shape} and {self.rotation.shape}"
+            )
+
+
+class PoseBuffer:
+    """Poses sorted by stamp, covering the max_age_s before the newest one."""
+
+    def __init__(self, max_age_s: float = 30.0) -> None:
+        if not max_age_s > 0:
+            raise ValueError(f"max_age_s must be > 0, got {max_age_s}")
+        self.max_age_s = max_age_s
+        self.clear()
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def add(self, pose: Pose) -> None:
+        """Adds a pose in stamp order, replacing one with the same stamp, and drops the poses
+        more than max_age_s older than the newest (this one too, if it came that late)."""
+        at = int(np.searchsorted(self._stamps, pose.stamp_s))
+        if at < len(self._stamps) and self._stamps[at] == pose.stamp_s:
+            self._translations[at], self._rotations[at] = pose.translation, pose.rotation
+            return
+        self._stamps = np.insert(self._stamps, at, pose.stamp_s)
+        self._translations = np.insert(self._translations, at, pose.translation, axis=0)
+        self._rotations = np.insert(self._rotations, at, pose.rotation, axis=0)
+        first_kept = int(np.searchsorted(self._stamps, self._stamps[-1] - self.max_age_s))
+        self._stamps = self._stamps[first_kept:]
+        self._translations = self._translations[first_kept:]
+        self._rotations = self._rotations[first_kept:]
+
+    def clear(self) -> None:
+        """Forgets every pose. Call it when the clock jumps back (a looping bag): the poses from
+        before the jump would otherwise make every new one look too old to keep."""
+        self._stamps = np.empty(0)  # (K,) float64, increasing
+        self._translations = np.empty((0, 3))
+        self._rotations = np.empty((0, 3, 3))
+
+    def lookup(self, stamp_s: float, tolerance_s: float) -> Pose | None:
+        """The pose at stamp_s, or None when no pose lies within tolerance_s of it.
+
+        Interpolated (translation linearly, rotation by slerp) when the poses just before and
+        just after stamp_s both lie within tolerance_s; otherwise the one of them that does, with
+        its own stamp.
+        """
+        after = int(np.searchsorted(self._stamps, stamp_s))  # the first pose at or after stamp_s
+        if after < len(self) and self._stamps[after] == stamp_s:
+            return self._pose(after)
+        near_before = after > 0 and stamp_s - self._stamps[after - 1] <= tolerance_s
+        near_after = after < len(self) and self._stamps[after] - stamp_s <= tolerance_s
+        if near_before and near_after:
+            return self._interpolate(after - 1, stamp_s)
+        if near_before:
+            return self._pose(after - 1)
+        if near_after:
+            return self._pose(after)
+        return None
+
+    def _pose(self, index: int) -> Pose:
+        return Pose(
+            float(self._stamps[index]),
+            self._translations[index].copy(),
+            self._rotations[index].copy(),
+        )
+
+    def _interpolate(self, before: int, stamp_s: float) -> Pose:
+        """The pose at stamp_s, between poses `before` and `before + 1`."""
+        stamps = self._stamps[before : before + 2]
+        fraction = (stamp_s - stamps[0]) / (stamps[1] - stamps[0])
+        start, end = self._translations[before : before + 2]
+        rotations = Rotation.from_matrix(self._rotations[before : before + 2])
+        rotation = Slerp(stamps, rotations)(stamp_s).as_matrix()
+        return Pose(stamp_s, (1 - fraction) * start + fraction * end, rotation)
+
+
+def stamp_seconds(stamp: Time) -> float:
+    """A builtin_interfaces/Time as float seconds; use it for cloud and pose stamps alike."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def pose_from_odometry(msg: Odometry) -> Pose:
+    """The pose of msg.child_frame_id in msg.header.frame_id at the header stamp.
+
+    Raises ValueError for an all-zero (uninitialised) orientation quaternion.
+    """
+    position, orientation = msg.pose.pose.position, msg.pose.pose.orientation
+    # ROS and scipy both order quaternions (x, y, z, w); scipy normalises them.
+    quaternion = [orientation.x, orientation.y, orientation.z, orientation.w]
+    return Pose(
+        stamp_seconds(msg.header.stamp),
+        np.array([position.x, position.y, position.z]),
+        Rotation.from_quat(quaternion).as_matrix(),
+    )
+
+
+def transform_points(points: np.ndarray, pose: Pose) -> np.ndarray:
+    """points (N, 3) float32 in the sensor frame -> (N, 3) float32 in the fixed frame."""
+    points = np.asarray(points, np.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be (N, 3), got {points.shape}")
+    rotation, translation = pose.rotation.astype(np.float32), pose.translation.astype(np.float32)
+    moved = np.empty_like(points)
+    for row in range(3):
+        # Written out: numpy's matmul hands (N, 3) @ (3, 3) to BLAS, measured 30 times slower.
+        moved[:, row] = (
+            points[:, 0] * rotation[row, 0]
+            + points[:, 1] * rotation[row, 1]
+            + points[:, 2] * rotation[row, 2]
+            + translation[row]
+        )
+    return moved
