@@ -75,10 +75,10 @@ class SceneEncoding:
 def capped_neighbours(points: np.ndarray, cloud: CleanCloud) -> tuple[np.ndarray, np.ndarray]:
     """For the finite points of `points` (N, 3) that the size cap removed: their indices and the
     index of their nearest kept point, so masks can be given back for every input point."""
+    if not cloud.subsampled:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     removed = np.isfinite(points).all(axis=1)
     removed[cloud.kept] = False
-    if not cloud.subsampled or not removed.any():
-        return np.empty(0, np.int64), np.empty(0, np.int64)
     nearest = cKDTree(cloud.points).query(points[removed].astype(np.float32), k=1)[1]
     return np.flatnonzero(removed), nearest.astype(np.int64)
 

@@ -15,18 +15,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
 
 
+SMALL_DATASET = {
+    "seed": 7,
+    "scenes": {"train": 3, "val": 2},
+    "samples_per_scene": 6,
+    "points_per_m2": 600.0,
+}
+
+
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory):
     """A tiny generated benchmark (3 train scenes, 2 val), shared by the data and eval tests."""
     from r2s_model.data.generate import generate_dataset
 
     out = tmp_path_factory.mktemp("benchmark") / "r2s"
-    generate_dataset(
-        out,
-        seed=7,
-        scenes={"train": 3, "val": 2},
-        samples_per_scene=6,
-        points_per_m2=600.0,
-        workers=2,
-    )
+    generate_dataset(out, workers=2, **SMALL_DATASET)
     return out

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from r2s_model.data.scannet import DatasetFormatError
+from r2s_model.data.errors import DatasetFormatError
 
 SCENE_FIELDS = {
     "points": (np.float32, 2),

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from r2s_model.data.errors import DatasetFormatError
+
 FIELDS = ("coords", "colors", "superpoints", "semantic", "instance")
 DEFAULT_CATEGORY = "uncategorized"
 # Float colors written as rgb / 127.5 - 1 may round slightly past the ends.
@@ -46,10 +48,6 @@ NUMPY_GLOBALS = [
     np.dtype,
     *(type(np.dtype(kind)) for kind in "?bhilqBHILQefd"),
 ]
-
-
-class DatasetFormatError(ValueError):
-    """A scene or annotation file that does not follow the documented layout."""
 
 
 @dataclass

@@ -33,7 +33,8 @@ def evaluate(
     model: R2SModel, dataset: SyntheticDataset, *, limit: int | None = None
 ) -> tuple[list[SampleResult], dict[str, dict[str, Any]]]:
     """Scores the first `limit` samples -> per-sample results and, per sample id, what a render
-    needs (masks and question)."""
+    needs (its record, the model's answer and its predicted point indices: full masks for
+    thousands of samples would not fit in memory)."""
     by_scene: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in dataset.records[:limit]:
         by_scene[record["scene_id"]].append(record)
@@ -65,14 +66,10 @@ def evaluate(
                 )
             )
             details[record["sample_id"]] = {
-                "scene_id": scene_id,
-                "question": record["question"],
-                "answer": record["answer"],
+                "record": record,
                 "predicted_answer": output.answer,
                 "status": output.status.value,
-                "prediction": output.target_mask,
-                "truth": truth,
-                "relevant": np.isin(scene.instance, record["relevant_ids"]),
+                "prediction": np.flatnonzero(output.target_mask),
             }
             progress.update()
     progress.close()
@@ -94,17 +91,20 @@ def write_renders(
     paths = []
     for (kind, sample_id), result in chosen.items():
         info = details[sample_id]
-        scene = dataset.scene(info["scene_id"])
+        record = info["record"]
+        scene = dataset.scene(record["scene_id"])
+        prediction = np.zeros(len(scene.points), dtype=bool)
+        prediction[info["prediction"]] = True
         title = (
-            f"[{kind}] {info['question']}  |  truth: {info['answer']}  |  model: "
+            f"[{kind}] {record['question']}  |  truth: {record['answer']}  |  model: "
             f"{info['predicted_answer'] or '-'} ({info['status']})  |  IoU {result.iou:.2f}"
         )
         path = render_top_down(
             folder / f"{kind}_{sample_id}.png",
             scene.points,
-            target=info["truth"],
-            prediction=info["prediction"],
-            relevant=info["relevant"],
+            target=np.isin(scene.instance, record["target_ids"]),
+            prediction=prediction,
+            relevant=np.isin(scene.instance, record["relevant_ids"]),
             title=title,
         )
         paths.append(str(path))
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     summary["checkpoint"] = str(args.checkpoint)
     summary["data"] = {"root": str(args.data), "split": args.split}
     summary["samples"] = [
-        {**vars(result), "question": details[result.sample_id]["question"]} for result in results
+        {**vars(result), "question": details[result.sample_id]["record"]["question"]}
+        for result in results
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")

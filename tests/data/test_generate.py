@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from r2s_model.data.checker import check_sample, object_geometry
+from r2s_model.data.errors import DatasetFormatError
 from r2s_model.data.generate import generate_dataset, main
 from r2s_model.data.io import SyntheticDataset, read_records, read_scene
-from r2s_model.data.scannet import DatasetFormatError
+from tests.conftest import SMALL_DATASET
 
 
 def test_dataset_layout_and_counts(small_dataset: Path) -> None:
@@ -50,14 +51,7 @@ def test_generation_is_deterministic_whatever_the_worker_count(
     small_dataset: Path, tmp_path: Path
 ) -> None:
     again = tmp_path / "again"
-    generate_dataset(
-        again,
-        seed=7,
-        scenes={"train": 3, "val": 2},
-        samples_per_scene=6,
-        points_per_m2=600.0,
-        workers=1,
-    )
+    generate_dataset(again, workers=1, **SMALL_DATASET)
     for split in ("train", "val"):
         assert (again / f"{split}.jsonl").read_text() == (
             small_dataset / f"{split}.jsonl"
