@@ -28,6 +28,7 @@ setup(
         "console_scripts": [
             "r2s-gen-data=r2s_model.data.generate:main",
             "r2s-eval=r2s_model.eval.evaluate:main",
+            "r2s-node=r2s_ros.node:main",
         ]
     },
 )

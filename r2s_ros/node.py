@@ -1,0 +1,258 @@
+"""The r2s ROS 2 node: accumulates point clouds into a scene and answers instructions on it.
+
+Threads: a MultiThreadedExecutor runs the callbacks; the model runs on the InferenceWorker's
+own thread. Cloud, odometry, instruction and timer callbacks share the default (mutually
+exclusive) group and only decode, insert and enqueue. `~/segment` sits in a reentrant group of
+its own and blocks one executor thread on the job's future until the worker answers, so clouds
+keep flowing while a service caller waits. Topics and services: README "Node contract".
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from r2s_model.llm import load_llm
+from r2s_model.model import R2SModel
+from r2s_ros import outputs
+from r2s_ros.accumulator import AccumulatorConfig, SceneAccumulator, SceneSnapshot
+from r2s_ros.msg import SegmentationResult
+from r2s_ros.params import NodeParameters, ParameterError, declare_parameters
+from r2s_ros.pointcloud import CloudError, decode_cloud, encode_cloud
+from r2s_ros.poses import PoseBuffer, pose_from_odometry, stamp_seconds, transform_points
+from r2s_ros.srv import Segment
+from r2s_ros.worker import Answer, InferenceWorker, InstructionJob
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Deep enough that a burst of instructions, and the burst of results (drop notices) it causes,
+# is neither overwritten in the DDS history nor lost before the bounded queue judges it.
+BURST = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+WARN_THROTTLE_S = 5.0
+
+
+class R2SNode(Node):
+    """Node `r2s`; raises ParameterError or CheckpointError when it cannot start."""
+
+    def __init__(self) -> None:
+        super().__init__("r2s")
+        # rclpy destroys a node whose constructor failed at shutdown, so this must exist first.
+        self._worker: InferenceWorker | None = None
+        self.parameters = declare_parameters(self)
+        self.device = resolve_device(self.parameters.device)
+        self.checkpoint = Path(self.parameters.checkpoint or DEFAULT_CHECKPOINT)
+        model = load_model(self.checkpoint, self.parameters.llm_source, self.device)
+        self._scene = SceneAccumulator(accumulator_config(self.parameters))
+        self._scene_lock = threading.Lock()  # the worker snapshots while callbacks insert
+        self._poses = PoseBuffer()
+        self._counts: Counter[str] = Counter()  # clouds received/accepted, drops by reason
+        self._topic_instructions = 0
+        self._last_latency_ms = 0.0
+        self._last_scene_cloud_version = -1
+
+        self._result_pub = self.create_publisher(SegmentationResult, "~/result", BURST)
+        self._target_pub = self.create_publisher(PointCloud2, "~/target_cloud", RELIABLE)
+        self._markers_pub = self.create_publisher(MarkerArray, "~/relevant_markers", RELIABLE)
+        self._scene_pub = self.create_publisher(PointCloud2, "~/scene_cloud", RELIABLE)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+
+        self._worker = InferenceWorker(
+            model, self._snapshot, self._publish_answer, self.parameters.instruction_queue_size
+        )
+        points_qos = qos_profile_sensor_data if self.parameters.points_qos == "sensor_data" else 10
+        self.create_subscription(PointCloud2, "points", self._on_cloud, points_qos)
+        self.create_subscription(String, "instruction", self._on_instruction, BURST)
+        if self.parameters.pose_source == "odometry":
+            self.create_subscription(
+                Odometry, self.parameters.odometry_topic, self._on_odometry, RELIABLE
+            )
+        self.create_service(
+            Segment, "~/segment", self._on_segment, callback_group=ReentrantCallbackGroup()
+        )
+        self.create_service(Trigger, "~/reset_scene", self._on_reset)
+        self.create_timer(self.parameters.diagnostics_period_s, self._publish_diagnostics)
+        if self.parameters.scene_cloud_period_s > 0:
+            self.create_timer(self.parameters.scene_cloud_period_s, self._publish_scene_cloud)
+        self.get_logger().info(f"ready: model {self.checkpoint} on {self.device}")
+
+    def destroy_node(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        super().destroy_node()
+
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        self._counts["clouds_received"] += 1
+        try:
+            cloud = decode_cloud(msg)
+        except CloudError as error:
+            self._drop(error.reason, f"malformed cloud: {error}")
+            return
+        points, stamp_s = cloud.points, stamp_seconds(msg.header.stamp)
+        if msg.header.frame_id != self.parameters.fixed_frame:
+            if self.parameters.pose_source != "odometry":
+                self._drop("wrong_frame", f"cloud in {msg.header.frame_id!r}, no pose source")
+                return
+            pose = self._poses.lookup(stamp_s, self.parameters.pose_tolerance_s)
+            if pose is None:
+                self._drop("no_pose", f"no odometry pose within tolerance of {stamp_s:.3f}")
+                return
+            points = transform_points(points, pose)
+        with self._scene_lock:
+            try:
+                self._scene.insert(points, cloud.colors, stamp_s)
+            except ValueError as error:  # e.g. points beyond the voxel key range
+                self._drop("rejected", f"cloud rejected by the scene map: {error}")
+                return
+            self._scene.expire(stamp_s)
+        self._counts["clouds_accepted"] += 1
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        if msg.header.frame_id != self.parameters.fixed_frame:
+            self._drop("odometry_frame", f"odometry in {msg.header.frame_id!r}, not fixed_frame")
+            return
+        try:
+            self._poses.add(pose_from_odometry(msg))
+        except ValueError as error:
+            self._drop("bad_odometry", f"unusable odometry: {error}")
+
+    def _drop(self, reason: str, message: str) -> None:
+        self._counts[f"dropped_{reason}"] += 1
+        self.get_logger().warning(message, throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _on_instruction(self, msg: String) -> None:
+        self._topic_instructions += 1
+        self._worker.submit(InstructionJob(msg.data, f"topic-{self._topic_instructions}"))
+
+    def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
+        job = InstructionJob(request.instruction, request.instruction_id)
+        self._worker.submit(job)
+        response.result = job.done.result()  # every job is answered, dropped ones included
+        return response
+
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._scene_lock:
+            self._scene.reset()
+            version = self._scene.version
+        response.success, response.message = True, f"scene cleared (version {version})"
+        return response
+
+    def _snapshot(self) -> SceneSnapshot:
+        with self._scene_lock:
+            return self._scene.snapshot()
+
+    def _publish_answer(self, answer: Answer) -> None:
+        """Runs on the worker thread: publishes every output of one answer, then resolves it."""
+        result = outputs.result_message(answer, self.parameters.fixed_frame)
+        if answer.output is not None:
+            self._target_pub.publish(outputs.target_cloud(answer, result.header))
+            self._markers_pub.publish(outputs.relevant_markers(result))
+        result.total_ms = (time.perf_counter() - answer.job.received_s) * 1000.0
+        self._last_latency_ms = result.total_ms
+        self._result_pub.publish(result)
+        answer.job.done.set_result(result)
+
+    def _publish_scene_cloud(self) -> None:
+        if self._scene_pub.get_subscription_count() == 0:
+            return
+        scene = self._snapshot()
+        if scene.version == self._last_scene_cloud_version:
+            return
+        self._last_scene_cloud_version = scene.version
+        points, colors = outputs.downsample(
+            scene.points, scene.colors, self.parameters.scene_cloud_max_points
+        )
+        header = outputs.scene_header(scene, self.parameters.fixed_frame)
+        self._scene_pub.publish(encode_cloud(points, colors, header))
+
+    def _publish_diagnostics(self) -> None:
+        with self._scene_lock:
+            scene_points, scene_version = self._scene.num_voxels, self._scene.version
+        values = {
+            **self._counts,
+            "scene_points": scene_points,
+            "scene_version": scene_version,
+            "queue_depth": self._worker.depth,
+            "last_latency_ms": f"{self._last_latency_ms:.1f}",
+            "device": self.device,
+            "model": str(self.checkpoint),
+        }
+        drops = sum(count for key, count in self._counts.items() if key.startswith("dropped_"))
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if drops else DiagnosticStatus.OK,
+            name=f"{self.get_name()}: scene and inference",
+            hardware_id=self.device,
+            message=f"{drops} inputs dropped" if drops else "ok",
+            values=[KeyValue(key=key, value=str(value)) for key, value in values.items()],
+        )
+        self._diagnostics_pub.publish(
+            DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
+        )
+
+
+def accumulator_config(parameters: NodeParameters) -> AccumulatorConfig:
+    return AccumulatorConfig(
+        voxel_size=parameters.voxel_size,
+        time_window_s=parameters.time_window_s,
+        max_voxels=parameters.max_scene_points,
+        crop_min=parameters.crop_box_min,
+        crop_max=parameters.crop_box_max,
+    )
+
+
+def resolve_device(requested: str) -> str:
+    """`auto` -> cuda when available, else cpu; a CUDA device that is not there is an error."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError(f"device {requested!r} requested but CUDA is not available")
+    return requested
+
+
+def load_model(checkpoint: Path, llm_source: str, device: str) -> R2SModel:
+    if not checkpoint.is_dir():
+        raise CheckpointError(
+            f"checkpoint folder {checkpoint} does not exist; set the `checkpoint` parameter"
+        )
+    llm = load_llm(llm_source) if llm_source else None
+    return load_checkpoint(checkpoint, device=device, llm=llm)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point `r2s-node`; takes the usual `--ros-args` (remaps, -p, --params-file)."""
+    rclpy.init(args=args)
+    try:
+        node = R2SNode()
+    except (ParameterError, CheckpointError) as error:
+        print(f"r2s: cannot start: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

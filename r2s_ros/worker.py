@@ -1,0 +1,142 @@
+"""The inference worker: one thread, fed by a bounded instruction queue, off the ROS executor.
+
+Queue policy: at most `capacity` instructions wait. When a new one arrives at a full queue, the
+OLDEST waiting instruction is dropped and answered with STATUS_ERROR "dropped: queue full" (the
+newest instructions are the ones a user is waiting for). Every instruction thus gets exactly one
+answer: a model result, an error, or the drop notice.
+
+The scene encoding is cached by scene version: instructions on an unchanged scene skip the
+encoder, which dominates the cost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from r2s_model.inference import SegmentationOutput
+from r2s_model.scene import SceneEncoding
+from r2s_ros.accumulator import SceneSnapshot
+
+QUEUE_FULL = "dropped: queue full"
+SHUTTING_DOWN = "dropped: node shutting down"
+
+
+class SegmentationModel(Protocol):
+    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding: ...
+
+    def segment(self, scene: SceneEncoding, instruction: str) -> SegmentationOutput: ...
+
+
+@dataclass
+class InstructionJob:
+    """One instruction waiting for its answer; `done` resolves to the published Answer."""
+
+    text: str
+    instruction_id: str
+    received_s: float = field(default_factory=time.perf_counter)
+    done: Future = field(default_factory=Future)
+
+
+@dataclass
+class Answer:
+    """What the worker made of a job: a model output, or an error reason (never both)."""
+
+    job: InstructionJob
+    output: SegmentationOutput | None = None
+    error: str = ""
+    scene: SceneSnapshot | None = None
+    queue_ms: float = 0.0
+    encode_ms: float = 0.0
+    reused_encoding: bool = False
+
+
+class InferenceWorker:
+    """Answers jobs one at a time on its own thread and hands each Answer to `on_answer`.
+
+    `on_answer` runs on the worker thread (or, for a dropped job, on the submitting thread);
+    it must publish the answer and resolve `answer.job.done`.
+    """
+
+    def __init__(
+        self,
+        model: SegmentationModel,
+        snapshot_scene: Callable[[], SceneSnapshot],
+        on_answer: Callable[[Answer], None],
+        capacity: int,
+    ) -> None:
+        self._model = model
+        self._snapshot_scene = snapshot_scene
+        self._on_answer = on_answer
+        self._capacity = capacity
+        self._pending: deque[InstructionJob] = deque()
+        self._wakeup = threading.Condition()
+        self._stopping = False
+        self._cached: tuple[SceneSnapshot, SceneEncoding] | None = None
+        self._thread = threading.Thread(target=self._run, name="r2s-inference", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    def submit(self, job: InstructionJob) -> None:
+        """Queues `job`; at capacity the oldest waiting job is answered as dropped."""
+        with self._wakeup:
+            dropped = self._pending.popleft() if len(self._pending) >= self._capacity else None
+            self._pending.append(job)
+            self._wakeup.notify()
+        if dropped is not None:
+            self._on_answer(Answer(dropped, error=QUEUE_FULL))
+
+    def stop(self) -> None:
+        """Finishes the job in progress, answers the waiting ones as dropped, joins the thread."""
+        with self._wakeup:
+            self._stopping = True
+            waiting = list(self._pending)
+            self._pending.clear()
+            self._wakeup.notify()
+        for job in waiting:
+            self._on_answer(Answer(job, error=SHUTTING_DOWN))
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._pending and not self._stopping:
+                    self._wakeup.wait()
+                if self._stopping:
+                    return
+                job = self._pending.popleft()
+            self._on_answer(self._answer(job))
+
+    def _answer(self, job: InstructionJob) -> Answer:
+        answer = Answer(job, queue_ms=(time.perf_counter() - job.received_s) * 1000.0)
+        try:
+            scene, encoding = self._encoding(answer)
+            answer.scene = scene
+            answer.output = self._model.segment(encoding, job.text)
+        except Exception as error:  # any model failure becomes this job's ERROR, not a crash
+            answer.output = None
+            answer.error = f"inference failed: {type(error).__name__}: {error}"
+        return answer
+
+    def _encoding(self, answer: Answer) -> tuple[SceneSnapshot, SceneEncoding]:
+        """The encoding of the current scene, reused while the scene version is unchanged."""
+        scene = self._snapshot_scene()
+        if self._cached is not None and self._cached[0].version == scene.version:
+            answer.reused_encoding = True
+            return self._cached
+        start = time.perf_counter()
+        self._cached = None  # a failed encode must not leave the previous scene's cache behind
+        encoding = self._model.encode_scene(scene.points, scene.colors)
+        answer.encode_ms = (time.perf_counter() - start) * 1000.0
+        self._cached = (scene, encoding)
+        return self._cached
