@@ -32,6 +32,7 @@ from r2s_ros.pointcloud import encode_cloud
 from r2s_ros.srv import Segment
 from r2s_ros.worker import QUEUE_FULL
 from tests.model.tiny import tiny_model
+from tests.ros.conftest import stop_process
 
 PARAMS_FILE = Path(__file__).parents[2] / "config" / "r2s.yaml"
 WAIT_S = 60.0
@@ -67,12 +68,7 @@ def node_process(checkpoint: Path) -> Iterator[subprocess.Popen]:
         text=True,
     )
     yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, timeout=20)
 
 
 class Driver:
