@@ -32,6 +32,7 @@ bench: setup
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_codec.py
 	$(PY) bench/bench_accumulator.py
+	$(PY) bench/bench_node.py
 
 # Re-pin requirements/constraints.txt from the current venv after editing requirements/base.txt.
 lock: setup

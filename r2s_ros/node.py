@@ -65,6 +65,7 @@ class R2SNode(Node):
         self._topic_instructions = 0
         self._last_latency_ms = 0.0
         self._last_scene_cloud_version = -1
+        self._rate_mark = (time.monotonic(), 0)  # (time, clouds_received) at last diagnostics
 
         self._result_pub = self.create_publisher(SegmentationResult, "~/result", BURST)
         self._target_pub = self.create_publisher(PointCloud2, "~/target_cloud", RELIABLE)
@@ -183,8 +184,13 @@ class R2SNode(Node):
     def _publish_diagnostics(self) -> None:
         with self._scene_lock:
             scene_points, scene_version = self._scene.num_voxels, self._scene.version
+        # Measured, not configured: the timer period is only nominal under executor load.
+        now, received = time.monotonic(), self._counts["clouds_received"]
+        cloud_rate = (received - self._rate_mark[1]) / (now - self._rate_mark[0])
+        self._rate_mark = (now, received)
         values = {
             **self._counts,
+            "cloud_rate_hz": f"{cloud_rate:.2f}",
             "scene_points": scene_points,
             "scene_version": scene_version,
             "queue_depth": self._worker.depth,

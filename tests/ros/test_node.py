@@ -147,6 +147,7 @@ def stamp(seconds: float) -> Time:
 
 
 def test_empty_scene_and_invalid_instruction(driver: Driver) -> None:
+    assert float(driver.diagnostics["cloud_rate_hz"]) == 0.0  # no clouds sent yet
     assert driver.ask("the chair by the window").status == SegmentationResult.STATUS_EMPTY_SCENE
     empty = driver.ask("")
     assert empty.status == SegmentationResult.STATUS_INVALID_INSTRUCTION

@@ -1,0 +1,154 @@
+"""InferenceWorker in-process with a real tiny model: answers, failures, queue policy, caching.
+
+The worker is held busy by a scene snapshot that blocks on a gate (the snapshot callable is the
+node's side of the contract, not the model's), so jobs can be made to wait deterministically.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from r2s_model.inference import SegmentationOutput
+from r2s_model.model import R2SModel
+from r2s_model.scene import SceneEncoding
+from r2s_ros.accumulator import SceneSnapshot
+from r2s_ros.worker import QUEUE_FULL, SHUTTING_DOWN, Answer, InferenceWorker, InstructionJob
+from tests.model.scenes import make_box_scene
+from tests.model.tiny import tiny_model
+
+WAIT_S = 30.0
+CAPACITY = 2
+FAILING_INSTRUCTION = "the object that breaks the model"
+
+
+class FailsOnOneInstruction:
+    """The real tiny model, except that `segment` raises for FAILING_INSTRUCTION.
+
+    Random weights never fail on their own, so a thin wrapper is the only way to force a failure
+    of the real model; every other call is the real model's.
+    """
+
+    def __init__(self, model: R2SModel) -> None:
+        self._model = model
+
+    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding:
+        return self._model.encode_scene(points, colors)
+
+    def segment(self, scene: SceneEncoding, instruction: str) -> SegmentationOutput:
+        if instruction == FAILING_INSTRUCTION:
+            raise RuntimeError("simulated model failure")
+        return self._model.segment(scene, instruction)
+
+
+def box_snapshot(version: int) -> SceneSnapshot:
+    points, colors, _ = make_box_scene(0, 2000)
+    colors_u8 = np.rint(colors * 255).astype(np.uint8)
+    return SceneSnapshot(points.astype(np.float32), colors_u8, version, stamp_s=float(version))
+
+
+class Harness:
+    """A worker plus the node's side: a swappable scene that can block, and the answers given."""
+
+    def __init__(self, model: FailsOnOneInstruction) -> None:
+        self.scene = box_snapshot(version=1)
+        self.gate = threading.Event()  # cleared: the next snapshot blocks until it is set
+        self.gate.set()
+        self.snapshot_taken = threading.Event()
+        self.worker = InferenceWorker(model, self._snapshot, self._on_answer, CAPACITY)
+
+    def _snapshot(self) -> SceneSnapshot:
+        self.snapshot_taken.set()
+        assert self.gate.wait(WAIT_S), "the test never opened the gate"
+        return self.scene
+
+    def _on_answer(self, answer: Answer) -> None:
+        answer.job.done.set_result(answer)
+
+    def submit(self, text: str) -> InstructionJob:
+        job = InstructionJob(text, f"id-{text}")
+        self.worker.submit(job)
+        return job
+
+    def ask(self, text: str) -> Answer:
+        return self.submit(text).done.result(timeout=WAIT_S)
+
+    def hold_busy(self) -> InstructionJob:
+        """Submits a job and returns once the worker is blocked in its scene snapshot."""
+        self.gate.clear()
+        self.snapshot_taken.clear()
+        job = self.submit("the job in progress")
+        assert self.snapshot_taken.wait(WAIT_S)
+        return job
+
+
+@pytest.fixture(scope="module")
+def model() -> FailsOnOneInstruction:
+    return FailsOnOneInstruction(tiny_model(seed=1).eval())
+
+
+@pytest.fixture
+def harness(model: FailsOnOneInstruction) -> Iterator[Harness]:
+    harness = Harness(model)
+    yield harness
+    harness.gate.set()
+    harness.worker.stop()
+
+
+def test_model_failure_is_an_error_answer_and_the_worker_goes_on(harness: Harness) -> None:
+    failed = harness.ask(FAILING_INSTRUCTION)
+    assert failed.output is None
+    assert "RuntimeError" in failed.error
+    assert "simulated model failure" in failed.error
+
+    later = harness.ask("the red box")
+    assert later.output is not None, later.error
+    assert later.error == ""
+
+
+def test_full_queue_drops_the_oldest_waiting_job(harness: Harness) -> None:
+    in_progress = harness.hold_busy()
+    waiting = [harness.submit(f"waiting {index}") for index in range(CAPACITY + 1)]
+    assert waiting[0].done.done(), "the drop is answered at once, on the submitting thread"
+    assert waiting[0].done.result().error == QUEUE_FULL
+    assert harness.worker.depth == CAPACITY
+
+    harness.gate.set()
+    for job in [in_progress, *waiting[1:]]:
+        answer = job.done.result(timeout=WAIT_S)
+        assert answer.output is not None, answer.error
+
+
+def test_shutdown_answers_waiting_jobs_and_finishes_the_one_in_progress(harness: Harness) -> None:
+    in_progress = harness.hold_busy()
+    waiting = [harness.submit(f"waiting {index}") for index in range(CAPACITY)]
+    stopper = threading.Thread(target=harness.worker.stop)
+    stopper.start()
+    for job in waiting:
+        assert job.done.result(timeout=WAIT_S).error == SHUTTING_DOWN
+    assert stopper.is_alive(), "stop() must wait for the job in progress"
+
+    harness.gate.set()
+    stopper.join(WAIT_S)
+    assert not stopper.is_alive()
+    assert in_progress.done.result(timeout=0).output is not None
+
+
+def test_scene_encoding_is_reused_until_the_scene_version_changes(harness: Harness) -> None:
+    first = harness.ask("the first box")
+    assert not first.reused_encoding
+    assert first.encode_ms > 0.0
+
+    same = harness.ask("the second box")
+    assert same.reused_encoding
+    assert same.encode_ms == 0.0
+    assert same.scene is first.scene
+
+    harness.scene = box_snapshot(version=2)
+    changed = harness.ask("the third box")
+    assert not changed.reused_encoding
+    assert changed.encode_ms > 0.0
+    assert changed.scene.version == 2
