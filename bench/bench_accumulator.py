@@ -22,15 +22,14 @@ import json
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from results_file import write_result
 from scipy.spatial.transform import Rotation
 
 from r2s_ros.accumulator import AccumulatorConfig, SceneAccumulator
 from r2s_ros.poses import Pose, transform_points
 
-RESULTS = Path(__file__).parent / "results"
 POINTS_PER_CLOUD = 300_000
 BOX_VOXELS = (500, 500, 150)  # 10 x 10 x 3 m at 2 cm
 
@@ -146,9 +145,7 @@ def main() -> None:
         "dense": measure(5, args.repeats, rng),
         "transform_points_ms": round(transform, 2),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "accumulator.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_result("accumulator", report)
     print(json.dumps(report, indent=2), f"\n-> {path}")
 
 

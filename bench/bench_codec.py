@@ -18,15 +18,14 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from results_file import write_result
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
 from r2s_ros.pointcloud import decode_cloud, encode_cloud
 
-RESULTS = Path(__file__).parent / "results"
 XYZ_RGB = np.dtype(
     {"names": ["x", "y", "z", "rgb"], "formats": ["<f4", "<f4", "<f4", "<u4"], "itemsize": 16}
 )
@@ -151,9 +150,7 @@ def main() -> None:
         "encode_speed_vs_tobytes": round(seconds["tobytes"] / seconds["encode"], 2),
         "message_construction_ms": construction_ms(msg.data, args.repeats),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "codec.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_result("codec", report)
     print(json.dumps(report, indent=2), f"\n-> {path}")
 
 

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_file import write_result
 
 from r2s_model.data.generate import generate_dataset
 from r2s_model.data.io import SyntheticDataset
 
-RESULTS = Path(__file__).parent / "results"
 PAPER_SAMPLES = 25_185 + 3_966
 
 
@@ -70,9 +70,7 @@ def main() -> None:
             "estimated_gigabytes": round(paper_scenes * size_mb / args.scenes / 1024, 1),
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "data_generation.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_result("data_generation", report)
     print(json.dumps(report, indent=2), f"\n-> {path}")
 
 

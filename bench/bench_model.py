@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import resource
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import write_result
 from rich.console import Console
 from rich.table import Table
 
@@ -37,7 +36,6 @@ from r2s_model.llm import load_llm
 from r2s_model.model import R2SModel
 from r2s_model.superpoints import compute_superpoints
 
-RESULTS = Path(__file__).parent / "results"
 INSTRUCTIONS = ["the chair nearest the window", "the tallest box next to the wall"]
 
 
@@ -129,9 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     report = run(device, args.points, args.repeats, args.max_new_tokens, args.llm_dtype)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"model_{device.type}_{args.llm_dtype}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_result(f"model_{device.type}_{args.llm_dtype}", report)
 
     table = Table(title=f"R2S inference, {args.points} points, {device}")
     table.add_column("measure")

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 
+from results_file import write_result
+
 # Before rclpy is imported; the node process inherits them. LOCALHOST keeps the traffic on this
 # machine; domain 101 (the highest with safe Linux ports) is outside the 10-99 the tests draw
 # from, so a concurrent test session cannot talk to this node.
@@ -58,7 +60,6 @@ from r2s_ros.msg import SegmentationResult
 from r2s_ros.pointcloud import encode_cloud
 
 ROOT = Path(__file__).parents[1]
-RESULTS = ROOT / "bench" / "results"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 INSTRUCTIONS = [
     "the chair nearest the window",
@@ -225,9 +226,7 @@ def main() -> None:
         parser.error("--instructions must be >= 2: the first one is reported on its own")
     with tempfile.TemporaryDirectory(prefix="r2s-bench-node-") as workdir:
         report = run(args.points, args.instructions, args.pieces, Path(workdir))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "node_latency.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_result("node_latency", report)
     print(json.dumps(report, indent=2))
     print(f"-> {path}")
 
