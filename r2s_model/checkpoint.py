@@ -33,16 +33,27 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used, with the file and the reason."""
 
 
-def save_checkpoint(model: R2SModel, folder: Path, metadata: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: R2SModel,
+    folder: Path,
+    metadata: dict[str, Any] | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
     """Writes the checkpoint atomically (a temporary folder renamed into place).
 
     `metadata` (JSON-serialisable: training command, data spec, metrics, ...) is stored as is.
+    Floating-point weights are stored in `dtype` (float16 halves a shipped model's size) and
+    loaded back into the model's float32 parameters.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state().items()}
+        state = {
+            k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+            for k, v in model.trainable_state().items()
+        }
         safetensors.torch.save_file(state, staging / WEIGHTS_FILE)
         description = {
             "format": FORMAT,

@@ -79,10 +79,11 @@ class R2SConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> R2SConfig:
         """Inverse of `to_dict`; unknown or mistyped keys raise ConfigError naming them."""
-        return _build(cls, values, "config")
+        return from_mapping(cls, values, "config")
 
 
-def _build(kind: type, values: Any, where: str) -> Any:
+def from_mapping(kind: type, values: Any, where: str) -> Any:
+    """Builds dataclass `kind` from nested plain values; ConfigError names the bad key."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     hints = typing.get_type_hints(kind)
@@ -92,12 +93,25 @@ def _build(kind: type, values: Any, where: str) -> Any:
     built = {}
     for name, value in values.items():
         if dataclasses.is_dataclass(hints[name]):
-            built[name] = _build(hints[name], value, f"{where}.{name}")
+            built[name] = from_mapping(hints[name], value, f"{where}.{name}")
         elif isinstance(value, list):
             built[name] = tuple(value)
         else:
-            built[name] = value
+            built[name] = _scalar(hints[name], value, f"{where}.{name}")
     try:
         return kind(**built)
     except TypeError as error:
         raise ConfigError(f"{where}: {error}") from error
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    """Checks numbers against their annotation: YAML reads `1e-4` (no dot) as a string, and a
+    string learning rate would only fail deep inside the optimiser."""
+    if hint is float and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    return value

@@ -10,13 +10,10 @@ keep flowing while a service caller waits. Topics and services: README "Node con
 from __future__ import annotations
 
 import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import rclpy
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -28,15 +25,13 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
-from r2s_model.llm import load_llm
-from r2s_model.model import R2SModel
+from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
 from r2s_ros import outputs
-from r2s_ros.accumulator import AccumulatorConfig, SceneAccumulator, SceneSnapshot
+from r2s_ros.ingest import Drop, IngestSettings, SceneIngest
+from r2s_ros.model_loading import load_model, resolve_device
 from r2s_ros.msg import SegmentationResult
-from r2s_ros.params import NodeParameters, ParameterError, declare_parameters
-from r2s_ros.pointcloud import CloudError, decode_cloud, encode_cloud
-from r2s_ros.poses import PoseBuffer, pose_from_odometry, stamp_seconds, transform_points
+from r2s_ros.params import ParameterError, declare_parameters
+from r2s_ros.pointcloud import encode_cloud
 from r2s_ros.srv import Segment
 from r2s_ros.worker import Answer, InferenceWorker, InstructionJob
 
@@ -58,10 +53,7 @@ class R2SNode(Node):
         self.device = resolve_device(self.parameters.device)
         self.checkpoint = Path(self.parameters.checkpoint or DEFAULT_CHECKPOINT)
         model = load_model(self.checkpoint, self.parameters.llm_source, self.device)
-        self._scene = SceneAccumulator(accumulator_config(self.parameters))
-        self._scene_lock = threading.Lock()  # the worker snapshots while callbacks insert
-        self._poses = PoseBuffer()
-        self._counts: Counter[str] = Counter()  # clouds received/accepted, drops by reason
+        self._ingest = SceneIngest(IngestSettings.from_parameters(self.parameters))
         self._topic_instructions = 0
         self._last_latency_ms = 0.0
         self._last_scene_cloud_version = -1
@@ -73,16 +65,19 @@ class R2SNode(Node):
         self._scene_pub = self.create_publisher(PointCloud2, "~/scene_cloud", RELIABLE)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
 
+        queue_size = self.parameters.instruction_queue_size
         self._worker = InferenceWorker(
-            model, self._snapshot, self._publish_answer, self.parameters.instruction_queue_size
+            model, self._ingest.snapshot, self._publish_answer, queue_size
         )
-        points_qos = qos_profile_sensor_data if self.parameters.points_qos == "sensor_data" else 10
-        self.create_subscription(PointCloud2, "points", self._on_cloud, points_qos)
-        self.create_subscription(String, "instruction", self._on_instruction, BURST)
+        # Created in the order the executor should serve messages that are ready together: a
+        # cloud's pose before the cloud, the clouds before an instruction about them.
         if self.parameters.pose_source == "odometry":
             self.create_subscription(
                 Odometry, self.parameters.odometry_topic, self._on_odometry, RELIABLE
             )
+        points_qos = qos_profile_sensor_data if self.parameters.points_qos == "sensor_data" else 10
+        self.create_subscription(PointCloud2, "points", self._on_cloud, points_qos)
+        self.create_subscription(String, "instruction", self._on_instruction, BURST)
         self.create_service(
             Segment, "~/segment", self._on_segment, callback_group=ReentrantCallbackGroup()
         )
@@ -98,43 +93,14 @@ class R2SNode(Node):
         super().destroy_node()
 
     def _on_cloud(self, msg: PointCloud2) -> None:
-        self._counts["clouds_received"] += 1
-        try:
-            cloud = decode_cloud(msg)
-        except CloudError as error:
-            self._drop(error.reason, f"malformed cloud: {error}")
-            return
-        points, stamp_s = cloud.points, stamp_seconds(msg.header.stamp)
-        if msg.header.frame_id != self.parameters.fixed_frame:
-            if self.parameters.pose_source != "odometry":
-                self._drop("wrong_frame", f"cloud in {msg.header.frame_id!r}, no pose source")
-                return
-            pose = self._poses.lookup(stamp_s, self.parameters.pose_tolerance_s)
-            if pose is None:
-                self._drop("no_pose", f"no odometry pose within tolerance of {stamp_s:.3f}")
-                return
-            points = transform_points(points, pose)
-        with self._scene_lock:
-            try:
-                self._scene.insert(points, cloud.colors, stamp_s)
-            except ValueError as error:  # e.g. points beyond the voxel key range
-                self._drop("rejected", f"cloud rejected by the scene map: {error}")
-                return
-            self._scene.expire(stamp_s)
-        self._counts["clouds_accepted"] += 1
+        self._warn(self._ingest.add_cloud(msg))
 
     def _on_odometry(self, msg: Odometry) -> None:
-        if msg.header.frame_id != self.parameters.fixed_frame:
-            self._drop("odometry_frame", f"odometry in {msg.header.frame_id!r}, not fixed_frame")
-            return
-        try:
-            self._poses.add(pose_from_odometry(msg))
-        except ValueError as error:
-            self._drop("bad_odometry", f"unusable odometry: {error}")
+        self._warn(self._ingest.add_odometry(msg))
 
-    def _drop(self, reason: str, message: str) -> None:
-        self._counts[f"dropped_{reason}"] += 1
-        self.get_logger().warning(message, throttle_duration_sec=WARN_THROTTLE_S)
+    def _warn(self, drops: list[Drop]) -> None:
+        for drop in drops:
+            self.get_logger().warning(drop.message, throttle_duration_sec=WARN_THROTTLE_S)
 
     def _on_instruction(self, msg: String) -> None:
         self._topic_instructions += 1
@@ -147,15 +113,9 @@ class R2SNode(Node):
         return response
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        with self._scene_lock:
-            self._scene.reset()
-            version = self._scene.version
+        version = self._ingest.reset()
         response.success, response.message = True, f"scene cleared (version {version})"
         return response
-
-    def _snapshot(self) -> SceneSnapshot:
-        with self._scene_lock:
-            return self._scene.snapshot()
 
     def _publish_answer(self, answer: Answer) -> None:
         """Runs on the worker thread: publishes every output of one answer, then resolves it."""
@@ -171,7 +131,7 @@ class R2SNode(Node):
     def _publish_scene_cloud(self) -> None:
         if self._scene_pub.get_subscription_count() == 0:
             return
-        scene = self._snapshot()
+        scene = self._ingest.snapshot()
         if scene.version == self._last_scene_cloud_version:
             return
         self._last_scene_cloud_version = scene.version
@@ -182,14 +142,14 @@ class R2SNode(Node):
         self._scene_pub.publish(encode_cloud(points, colors, header))
 
     def _publish_diagnostics(self) -> None:
-        with self._scene_lock:
-            scene_points, scene_version = self._scene.num_voxels, self._scene.version
+        scene_points, scene_version = self._ingest.size()
+        counts = self._ingest.counts
         # Measured, not configured: the timer period is only nominal under executor load.
-        now, received = time.monotonic(), self._counts["clouds_received"]
+        now, received = time.monotonic(), counts["clouds_received"]
         cloud_rate = (received - self._rate_mark[1]) / (now - self._rate_mark[0])
         self._rate_mark = (now, received)
         values = {
-            **self._counts,
+            **counts,
             "cloud_rate_hz": f"{cloud_rate:.2f}",
             "scene_points": scene_points,
             "scene_version": scene_version,
@@ -198,7 +158,7 @@ class R2SNode(Node):
             "device": self.device,
             "model": str(self.checkpoint),
         }
-        drops = sum(count for key, count in self._counts.items() if key.startswith("dropped_"))
+        drops = sum(count for key, count in counts.items() if key.startswith("dropped_"))
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if drops else DiagnosticStatus.OK,
             name=f"{self.get_name()}: scene and inference",
@@ -209,34 +169,6 @@ class R2SNode(Node):
         self._diagnostics_pub.publish(
             DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
         )
-
-
-def accumulator_config(parameters: NodeParameters) -> AccumulatorConfig:
-    return AccumulatorConfig(
-        voxel_size=parameters.voxel_size,
-        time_window_s=parameters.time_window_s,
-        max_voxels=parameters.max_scene_points,
-        crop_min=parameters.crop_box_min,
-        crop_max=parameters.crop_box_max,
-    )
-
-
-def resolve_device(requested: str) -> str:
-    """`auto` -> cuda when available, else cpu; a CUDA device that is not there is an error."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError(f"device {requested!r} requested but CUDA is not available")
-    return requested
-
-
-def load_model(checkpoint: Path, llm_source: str, device: str) -> R2SModel:
-    if not checkpoint.is_dir():
-        raise CheckpointError(
-            f"checkpoint folder {checkpoint} does not exist; set the `checkpoint` parameter"
-        )
-    llm = load_llm(llm_source) if llm_source else None
-    return load_checkpoint(checkpoint, device=device, llm=llm)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,17 +1,21 @@
 """The r2s node's parameters: declared with descriptors, read once at start and validated.
 
 Every parameter is read-only: the node builds its scene map, model and queue from them once.
-`config/r2s.yaml` lists them with their defaults.
+`config/r2s.yaml` lists them with their defaults. Only `declare_parameters` needs ROS, so the
+bag replay builds the node's scene settings from the same dataclass without it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
+import yaml
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
 
 POSE_SOURCES = ("fixed", "odometry")
 QOS_PROFILES = ("sensor_data", "reliable")
@@ -68,6 +72,8 @@ DESCRIPTIONS = {
 
 def declare_parameters(node: Node) -> NodeParameters:
     """Declares every parameter on `node` and returns their validated values."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
     values: dict[str, Any] = {}
     for spec in fields(NodeParameters):
         default = spec.default
@@ -77,10 +83,38 @@ def declare_parameters(node: Node) -> NodeParameters:
             value = node.declare_parameter(spec.name, declared, descriptor).value
         except Exception as error:  # rclpy raises several types for a wrongly typed override
             raise ParameterError(f"parameter {spec.name!r}: {error}") from error
-        values[spec.name] = tuple(value) if isinstance(default, tuple) else value
-    parameters = NodeParameters(**values)
+        values[spec.name] = value
+    return parameters_from_values(values)
+
+
+def parameters_from_values(values: dict[str, Any]) -> NodeParameters:
+    """Validated parameters from plain values (a params file, a running node's answers);
+    missing names keep their defaults, unknown names raise ParameterError."""
+    known = {spec.name: spec for spec in fields(NodeParameters)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ParameterError(f"unknown parameters {unknown}; known: {sorted(known)}")
+    converted = {
+        name: tuple(value) if isinstance(known[name].default, tuple) else value
+        for name, value in values.items()
+    }
+    parameters = NodeParameters(**converted)
     validate(parameters)
     return parameters
+
+
+def parameters_from_file(path: Path, node_name: str = "r2s") -> NodeParameters:
+    """The node's parameters in a ROS params file (config/r2s.yaml): the `ros__parameters` of
+    its `node_name` section, else of a `/**` section; ParameterError names what is wrong."""
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ParameterError(f"{path}: unreadable params file ({error})") from error
+    for section in (node_name, f"/{node_name}", "/**"):
+        values = content.get(section) if isinstance(content, dict) else None
+        if isinstance(values, dict) and isinstance(values.get("ros__parameters"), dict):
+            return parameters_from_values(values["ros__parameters"])
+    raise ParameterError(f"{path}: no `{node_name}: ros__parameters:` section")
 
 
 def validate(parameters: NodeParameters) -> None:

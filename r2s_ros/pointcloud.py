@@ -3,31 +3,54 @@
 Both directions go through one numpy structured view of the whole buffer and copy each field as
 a single strided copy (measured faster than copying whole records or subarray fields); no Python
 runs per point.
+
+Decoding needs no ROS import: `decode_cloud` reads any object with PointCloud2's fields, an rclpy
+message or one that rosbags deserialised from a bag (its `data` a numpy array), so the node and
+the bag replay decode with the same code. Encoding likewise: `pack_cloud` gives the bytes and
+fields that `encode_cloud` wraps in an rclpy message (importing sensor_msgs only then) and that
+the bag writer wraps in a rosbags one.
 """
 
 from __future__ import annotations
 
 import array
 from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sensor_msgs.msg import PointCloud2, PointField
-from std_msgs.msg import Header
 
-# PointField.datatype -> element type, from sensor_msgs/msg/PointField.msg.
+if TYPE_CHECKING:
+    from sensor_msgs.msg import PointCloud2, PointField
+    from std_msgs.msg import Header
+
+
+class Datatype(IntEnum):
+    """PointField.datatype values, as sensor_msgs/msg/PointField.msg defines them."""
+
+    INT8 = 1
+    UINT8 = 2
+    INT16 = 3
+    UINT16 = 4
+    INT32 = 5
+    UINT32 = 6
+    FLOAT32 = 7
+    FLOAT64 = 8
+
+
 _ELEMENT_TYPES: dict[int, type[np.generic]] = {
-    PointField.INT8: np.int8,
-    PointField.UINT8: np.uint8,
-    PointField.INT16: np.int16,
-    PointField.UINT16: np.uint16,
-    PointField.INT32: np.int32,
-    PointField.UINT32: np.uint32,
-    PointField.FLOAT32: np.float32,
-    PointField.FLOAT64: np.float64,
+    Datatype.INT8: np.int8,
+    Datatype.UINT8: np.uint8,
+    Datatype.INT16: np.int16,
+    Datatype.UINT16: np.uint16,
+    Datatype.INT32: np.int32,
+    Datatype.UINT32: np.uint32,
+    Datatype.FLOAT32: np.float32,
+    Datatype.FLOAT64: np.float64,
 }
-_FLOAT_DATATYPES = {PointField.FLOAT32, PointField.FLOAT64}
+_FLOAT_DATATYPES = {Datatype.FLOAT32, Datatype.FLOAT64}
 # A packed colour is a 4-byte word however it is declared; only its bytes are read.
-_PACKED_COLOR_DATATYPES = {PointField.FLOAT32, PointField.UINT32, PointField.INT32}
+_PACKED_COLOR_DATATYPES = {Datatype.FLOAT32, Datatype.UINT32, Datatype.INT32}
 
 # What encode_cloud writes: the 0x00RRGGBB word stored little endian is the bytes B, G, R, 0.
 _ENCODED_XYZ = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3, "offsets": [0, 4, 8]})
@@ -50,6 +73,20 @@ class CloudError(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class PackedCloud:
+    """The body of an unorganized (height 1) little-endian PointCloud2, without a message class.
+
+    data: width * point_step bytes; fields: (name, byte offset, datatype) with count 1 each.
+    """
+
+    data: array.array
+    fields: tuple[tuple[str, int, int], ...]
+    point_step: int
+    width: int
+    is_dense: bool
 
 
 @dataclass
@@ -106,13 +143,8 @@ def decode_cloud(msg: PointCloud2, *, max_points: int = 5_000_000) -> DecodedClo
     )
 
 
-def encode_cloud(points: np.ndarray, colors: np.ndarray | None, header: Header) -> PointCloud2:
-    """An unorganized little-endian cloud of xyz float32 and, with `colors`, a packed `rgb` field.
-
-    points: (N, 3) of any real dtype (stored as float32); colors: (N, 3) uint8 RGB or None, in
-    which case the cloud has no rgb field. `rgb` is FLOAT32 holding the 0x00RRGGBB bit pattern,
-    as RViz expects. is_dense is True when every coordinate is finite.
-    """
+def pack_cloud(points: np.ndarray, colors: np.ndarray | None) -> PackedCloud:
+    """Packs xyz float32 and, with `colors`, a packed `rgb` field; see encode_cloud."""
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must have shape (N, 3), not {points.shape}")
@@ -130,28 +162,42 @@ def encode_cloud(points: np.ndarray, colors: np.ndarray | None, header: Header) 
     if colors is not None:
         for i, channel in enumerate("rgb"):
             view[channel] = colors[:, i]
-    fields = [
-        PointField(name=axis, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-        for i, axis in enumerate("xyz")
-    ]
+    fields = tuple((axis, 4 * i, int(Datatype.FLOAT32)) for i, axis in enumerate("xyz"))
     if colors is not None:
-        fields.append(PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1))
+        fields += (("rgb", 12, int(Datatype.FLOAT32)),)
+    # Checks every float32 as written, rgb words included: with a 0 top byte their exponent is at
+    # most 1, so only coordinates (float64 input may overflow to inf) can be non-finite.
+    is_dense = bool(np.isfinite(np.frombuffer(data, "<f4")).all())
+    return PackedCloud(data, fields, record.itemsize, len(points), is_dense)
+
+
+def encode_cloud(points: np.ndarray, colors: np.ndarray | None, header: Header) -> PointCloud2:
+    """An unorganized little-endian cloud of xyz float32 and, with `colors`, a packed `rgb` field.
+
+    points: (N, 3) of any real dtype (stored as float32); colors: (N, 3) uint8 RGB or None, in
+    which case the cloud has no rgb field. `rgb` is FLOAT32 holding the 0x00RRGGBB bit pattern,
+    as RViz expects. is_dense is True when every coordinate is finite.
+    """
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    packed = pack_cloud(points, colors)
     msg = PointCloud2(
         header=header,
         height=1,
-        width=len(points),
-        fields=fields,
+        width=packed.width,
+        fields=[
+            PointField(name=name, offset=offset, datatype=datatype, count=1)
+            for name, offset, datatype in packed.fields
+        ],
         is_bigendian=False,
-        point_step=record.itemsize,
-        row_step=len(data),
-        # Checks every float32 as written, rgb words included: with a 0 top byte their exponent
-        # is at most 1, so only coordinates (float64 input may overflow to inf) can be non-finite.
-        is_dense=bool(np.isfinite(np.frombuffer(data, "<f4")).all()),
+        point_step=packed.point_step,
+        row_step=len(packed.data),
+        is_dense=packed.is_dense,
     )
     # Assigning an array.array costs one memcpy (none with ROS_PYTHON_CHECK_FIELDS=1); bytes or
     # lists are checked element by element in that mode, and memoryviews are always iterated
     # (bench/bench_codec.py measures both).
-    msg.data = data
+    msg.data = packed.data
     return msg
 
 
@@ -247,13 +293,13 @@ def _color_layout(
     if not all(channel in fields for channel in "rgb"):
         return {}, False
     datatypes = {fields[channel].datatype for channel in "rgb"}
-    if datatypes != {PointField.UINT8} and not datatypes <= _FLOAT_DATATYPES:
+    if datatypes != {Datatype.UINT8} and not datatypes <= _FLOAT_DATATYPES:
         raise CloudError(
             "color_datatype",
             f"fields r, g, b have datatypes {sorted(datatypes)}; all UINT8 or all float needed",
         )
     layout = {channel: _scalar(fields[channel], byte_order) for channel in "rgb"}
-    return layout, datatypes != {PointField.UINT8}
+    return layout, datatypes != {Datatype.UINT8}
 
 
 def _strided_view(msg: PointCloud2, layout: _Layout) -> np.ndarray:

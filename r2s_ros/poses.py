@@ -54,6 +54,11 @@ class PoseBuffer:
     def __len__(self) -> int:
         return len(self._stamps)
 
+    @property
+    def newest_stamp_s(self) -> float | None:
+        """The stamp of the newest pose, None when the buffer is empty."""
+        return float(self._stamps[-1]) if len(self._stamps) else None
+
     def add(self, pose: Pose) -> None:
         """Adds a pose in stamp order, replacing one with the same stamp, and drops the poses
         more than max_age_s older than the newest (this one too, if it came that late)."""

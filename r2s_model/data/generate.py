@@ -26,7 +26,7 @@ from tqdm import tqdm
 from r2s_model.data.checker import check_sample, object_geometry
 from r2s_model.data.instructions import generate_instructions
 from r2s_model.data.io import SceneArrays, write_records, write_scene
-from r2s_model.data.rooms import CATEGORIES, generate_room
+from r2s_model.data.rooms import CATEGORIES, Room, generate_room
 from r2s_model.superpoints import SuperpointParams, compute_superpoints
 
 SPLITS = ("train", "val")
@@ -52,12 +52,11 @@ class SceneTask:
         return int(sequence.generate_state(1)[0])
 
 
-def build_scene(task: SceneTask) -> tuple[list[dict[str, Any]], int]:
-    """Generates, checks and writes one scene -> (its sample records, samples rejected)."""
-    room = generate_room(task.scene_seed, points_per_m2=task.points_per_m2)
+def room_scene(room: Room, scene_id: str) -> SceneArrays:
+    """A generated room as the dataset stores it, superpoints included."""
     objects = room.objects
-    scene = SceneArrays(
-        scene_id=task.scene_id,
+    return SceneArrays(
+        scene_id=scene_id,
         points=room.points,
         colors=room.colors,
         instance=room.instance,
@@ -67,21 +66,34 @@ def build_scene(task: SceneTask) -> tuple[list[dict[str, Any]], int]:
         object_categories=[o.category for o in objects],
         object_colors=[o.color for o in objects],
     )
-    write_scene(task.out / "scenes" / f"{task.scene_id}.npz", scene)
 
+
+def checked_records(
+    room: Room, scene: SceneArrays, seed: int, count: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Up to `count` instruction records for `room` that the independent checker accepts, with
+    sample ids `<scene_id>_NN` -> (records, samples rejected)."""
     # The checker sees the scene exactly as stored (colors quantised, points float32).
     geometry = object_geometry(scene.points, scene.instance)
     categories, colors = scene.category_of(), scene.color_of()
-    rng = np.random.default_rng(task.scene_seed)
+    rng = np.random.default_rng(seed)
     records, rejected = [], 0
-    for number, sample in enumerate(generate_instructions(room, rng, task.samples_per_scene)):
-        record = {"sample_id": f"{task.scene_id}_{number:02d}", "scene_id": task.scene_id}
+    for number, sample in enumerate(generate_instructions(room, rng, count)):
+        record = {"sample_id": f"{scene.scene_id}_{number:02d}", "scene_id": scene.scene_id}
         record |= asdict(sample)
         if check_sample(record, geometry, categories, colors).ok:
             records.append(record)
         else:
             rejected += 1
     return records, rejected
+
+
+def build_scene(task: SceneTask) -> tuple[list[dict[str, Any]], int]:
+    """Generates, checks and writes one scene -> (its sample records, samples rejected)."""
+    room = generate_room(task.scene_seed, points_per_m2=task.points_per_m2)
+    scene = room_scene(room, task.scene_id)
+    write_scene(task.out / "scenes" / f"{task.scene_id}.npz", scene)
+    return checked_records(room, scene, task.scene_seed, task.samples_per_scene)
 
 
 def generate_dataset(

@@ -64,11 +64,16 @@ class SceneArrays:
         return dict(zip(self.object_ids.tolist(), self.object_colors, strict=True))
 
 
+def color_bytes(colors: np.ndarray) -> np.ndarray:
+    """(N, 3) colors in [0, 1] -> (N, 3) uint8, as scene files store them."""
+    return np.round(np.clip(colors, 0, 1) * 255).astype(np.uint8)
+
+
 def write_scene(path: Path, scene: SceneArrays) -> None:
     np.savez_compressed(
         path,
         points=scene.points.astype(np.float32),
-        colors=np.round(np.clip(scene.colors, 0, 1) * 255).astype(np.uint8),
+        colors=color_bytes(scene.colors),
         instance=scene.instance.astype(np.int32),
         semantic=scene.semantic.astype(np.int32),
         superpoints=scene.superpoints.astype(np.int32),

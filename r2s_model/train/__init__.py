@@ -1,0 +1,1 @@
+"""Training: data batches, the optimisation loop (single process or DDP), logs and plots."""

@@ -1,0 +1,102 @@
+"""What a scan bag written by `r2s-make-bag` holds, for its writer and its readers alike
+(docs/bag_format.md): topics, frames, stamps, and the ground truth beside the messages.
+
+No ROS import: bags are written and read with `rosbags`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.store import Typestore
+
+from r2s_model.data.errors import DatasetFormatError
+from r2s_model.data.io import SceneArrays, read_records, read_scene
+
+POINTS_TOPIC = "/points"
+ODOM_TOPIC = "/odom"
+INSTRUCTION_TOPIC = "/instruction"
+POINTS_TYPE = "sensor_msgs/msg/PointCloud2"
+ODOM_TYPE = "nav_msgs/msg/Odometry"
+INSTRUCTION_TYPE = "std_msgs/msg/String"
+MAP_FRAME = "map"
+SENSOR_FRAME = "sensor"
+# Bag time of the first scan, so that a seed always gives the same bag byte for byte.
+START_NS = 1_700_000_000 * 10**9
+STORAGES = ("mcap", "sqlite3")
+# Within one stamp, messages are stored in this order: a cloud's pose before the cloud, and an
+# instruction after the clouds of its instant.
+TOPIC_ORDER = (ODOM_TOPIC, POINTS_TOPIC, INSTRUCTION_TOPIC)
+
+SCENE_FILE = "r2s_ground_truth.npz"
+RECORDS_FILE = "r2s_ground_truth.jsonl"
+# Keys of rosbag2's metadata.yaml `custom_data` that the writer sets (all strings).
+CUSTOM_SCENE_ID = "r2s.scene_id"
+CUSTOM_SEED = "r2s.seed"
+CUSTOM_COMMAND = "r2s.command"
+
+
+class GroundTruthError(DatasetFormatError):
+    """A bag whose ground-truth sidecar is missing or does not follow docs/bag_format.md; the
+    message names the file and the problem."""
+
+
+@functools.cache
+def typestore() -> Typestore:
+    """The ROS 2 message types the bags are written and read with (Kilted)."""
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def read_ground_truth(bag_dir: Path) -> tuple[SceneArrays, list[dict[str, Any]]]:
+    """The scene (map frame) and the instruction records stored beside a bag's messages.
+
+    Records are in bag order, each a dataset record (docs/data_format.md) plus `stamp_ns` (int,
+    the bag time of its /instruction message) and `topic`. scene.scene_id is the bag's
+    (metadata custom_data `r2s.scene_id`). Raises GroundTruthError.
+    """
+    bag_dir = Path(bag_dir)
+    scene_path, records_path = bag_dir / SCENE_FILE, bag_dir / RECORDS_FILE
+    for path in (scene_path, records_path):
+        if not path.is_file():
+            raise GroundTruthError(f"{path}: missing; bags from r2s-make-bag carry it")
+    try:
+        scene = read_scene(scene_path)
+        records = read_records(records_path)
+    except GroundTruthError:
+        raise
+    except DatasetFormatError as error:
+        raise GroundTruthError(str(error)) from error
+    scene.scene_id = _custom_data(bag_dir).get(CUSTOM_SCENE_ID, bag_dir.name)
+    known = set(scene.object_ids.tolist())
+    previous = -1
+    for number, record in enumerate(records, start=1):
+        where = f"{records_path}:{number}"
+        stamp = record.get("stamp_ns")
+        if type(stamp) is not int or stamp < previous:
+            raise GroundTruthError(f"{where}: stamp_ns must be an int, in bag order; got {stamp!r}")
+        previous = stamp
+        if not isinstance(record.get("topic"), str):
+            raise GroundTruthError(f"{where}: field 'topic' missing or not a str")
+        if record["scene_id"] != scene.scene_id:
+            raise GroundTruthError(
+                f"{where}: scene_id {record['scene_id']!r} is not the bag's {scene.scene_id!r}"
+            )
+        unknown = set(record["target_ids"] + record["relevant_ids"]) - known
+        if unknown:
+            raise GroundTruthError(f"{where}: ids {sorted(unknown)} are not objects of the scene")
+    return scene, records
+
+
+def _custom_data(bag_dir: Path) -> dict[str, str]:
+    """metadata.yaml's custom_data, {} when the bag has none."""
+    path = bag_dir / "metadata.yaml"
+    try:
+        metadata = yaml.safe_load(path.read_text(encoding="utf-8"))
+        info = metadata["rosbag2_bagfile_information"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError) as error:
+        raise GroundTruthError(f"{path}: not a rosbag2 metadata file ({error})") from error
+    return info.get("custom_data") or {}

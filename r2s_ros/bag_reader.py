@@ -1,0 +1,140 @@
+"""rosbag2 recordings (MCAP or sqlite3) read for replay with rosbags: no ROS install needed.
+
+`ReplayBag` checks a bag up front (a rosbag2 folder, readable, the configured topics present
+with the expected message types) and then yields the messages of those topics in bag-time order,
+deserialised by rosbags (they duck-type the ROS messages, so `r2s_ros.ingest` takes them as the
+node takes rclpy's) together with the CDR bytes as recorded (what a live replay publishes).
+Anything wrong with the bag raises `BagError` naming the bag and the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rosbags.highlevel import AnyReader
+
+from r2s_ros import bag_contract as contract
+
+# Types the replay can use on each role's topic.
+EXPECTED_TYPES = {
+    "odometry": contract.ODOM_TYPE,
+    "points": contract.POINTS_TYPE,
+    "instruction": contract.INSTRUCTION_TYPE,
+}
+# Messages sharing a bag time go out in this order whatever order the storage returns them in
+# (sqlite3 does not promise one): a cloud's pose before the cloud, and an instruction after the
+# clouds of its instant, as bag_contract.TOPIC_ORDER stores them.
+ROLE_ORDER = {"odometry": 0, "points": 1, "instruction": 2}
+
+
+class BagError(Exception):
+    """A bag that cannot be replayed; the message names the bag and what is wrong."""
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """The topic of each role; odometry "" means the bag has none (clouds in the fixed frame)."""
+
+    points: str = contract.POINTS_TOPIC
+    odometry: str = contract.ODOM_TOPIC
+    instruction: str = contract.INSTRUCTION_TOPIC
+
+    def roles(self) -> dict[str, str]:
+        """role -> topic, for the roles that have a topic."""
+        topics = {"points": self.points, "odometry": self.odometry, "instruction": self.instruction}
+        return {role: topic for role, topic in topics.items() if topic}
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    """One message of a replayed topic; `message` deserialised, `raw` the CDR bytes stored."""
+
+    role: str  # "points" | "odometry" | "instruction"
+    topic: str
+    stamp_ns: int  # bag time
+    message: Any
+    raw: bytes
+
+
+class ReplayBag:
+    """A checked rosbag2 folder; iterate `messages()` (any number of times)."""
+
+    def __init__(self, path: Path, topics: BagTopics = BagTopics()) -> None:
+        self.path = Path(path)
+        self.topics = topics
+        if not self.path.is_dir() or not (self.path / "metadata.yaml").is_file():
+            what = "does not exist" if not self.path.exists() else "has no metadata.yaml"
+            raise BagError(f"{self.path} is not a rosbag2 folder: it {what}")
+        with self._reader() as reader:
+            found = {name: info.msgtype for name, info in reader.topics.items()}
+            self.counts = {name: info.msgcount for name, info in reader.topics.items()}
+            self.start_ns, self.end_ns = reader.start_time, reader.end_time
+        self._check_topics(found)
+
+    @property
+    def num_messages(self) -> int:
+        """Messages on the replayed topics."""
+        return sum(self.counts[topic] for topic in self.topics.roles().values())
+
+    def messages(self) -> Iterator[BagMessage]:
+        """The replayed topics' messages by bag time (ties in ROLE_ORDER); raises BagError when
+        the storage turns out to be corrupt part-way."""
+        role_of = {topic: role for role, topic in self.topics.roles().items()}
+        same_time: list[BagMessage] = []
+        for message in self._read(role_of):
+            if same_time and message.stamp_ns != same_time[0].stamp_ns:
+                yield from sorted(same_time, key=lambda m: ROLE_ORDER[m.role])
+                same_time.clear()
+            same_time.append(message)
+        yield from sorted(same_time, key=lambda m: ROLE_ORDER[m.role])
+
+    def _read(self, role_of: dict[str, str]) -> Iterator[BagMessage]:
+        try:
+            with self._reader() as reader:
+                connections = [c for c in reader.connections if c.topic in role_of]
+                for connection, stamp_ns, raw in reader.messages(connections):
+                    message = reader.deserialize(raw, connection.msgtype)
+                    yield BagMessage(
+                        role_of[connection.topic], connection.topic, stamp_ns, message, bytes(raw)
+                    )
+        except BagError:
+            raise
+        except Exception as error:  # storage and CDR errors come in many types (apsw, struct...)
+            raise BagError(f"{self.path}: corrupt or truncated bag ({_describe(error)})") from error
+
+    @contextmanager
+    def _reader(self) -> Iterator[AnyReader]:
+        """An open AnyReader; BagError when the storage cannot be opened."""
+        try:
+            # The typestore serves bags without embedded message definitions (older sqlite3).
+            reader = AnyReader([self.path], default_typestore=contract.typestore())
+            reader.open()
+        except Exception as error:  # missing storage file, bad metadata, truncated file ...
+            raise BagError(
+                f"{self.path}: cannot open the bag; truncated or corrupt? ({_describe(error)})"
+            ) from error
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    def _check_topics(self, found: dict[str, str]) -> None:
+        available = ", ".join(f"{name} ({kind})" for name, kind in sorted(found.items())) or "none"
+        for role, topic in self.topics.roles().items():
+            if topic not in found:
+                raise BagError(
+                    f"{self.path}: no topic {topic} for the {role} (available: {available})"
+                )
+            if found[topic] != EXPECTED_TYPES[role]:
+                raise BagError(
+                    f"{self.path}: topic {topic} has type {found[topic]}, "
+                    f"but the {role} must be {EXPECTED_TYPES[role]}"
+                )
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"

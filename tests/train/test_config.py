@@ -1,0 +1,66 @@
+"""Training config files, overrides and the learning-rate schedule."""
+
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+from r2s_model.config import ConfigError
+from r2s_model.train.config import load_train_config
+from r2s_model.train.schedule import warmup_cosine
+
+CONFIGS = Path(__file__).parents[2] / "configs" / "train"
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    config = load_train_config(CONFIGS / name)
+    assert config.optim.steps > 0 and config.data.root
+
+
+def test_overrides_reach_nested_fields_and_parse_as_yaml() -> None:
+    config = load_train_config(
+        CONFIGS / "default.yaml",
+        ["optim.lr=1e-4", "model.mode=single_stage", "model.encoder.widths=[8, 16]", "seed=5"],
+    )
+    assert config.optim.lr == pytest.approx(1e-4)
+    assert config.model.mode == "single_stage"
+    assert config.model.encoder.widths == (8, 16)
+    assert config.seed == 5
+    assert config.data.max_points == 40_000  # untouched values keep the file's
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=1", "unknown keys ['lrr']"),
+        ("model.mode=three_stage", "mode must be"),
+        ("optim.steps=0", "optim.steps must be at least 1"),
+        ("precision=fp8", "precision must be"),
+        ("optim.steps=many", "optim.steps: expected an integer, got 'many'"),
+        ("optim.lr=fast", "optim.lr: expected a number, got 'fast'"),
+        ("novalue", "must look like key.path=value"),
+        ("optim.lr.x=1", "is not a section"),
+    ],
+)
+def test_bad_values_name_the_problem(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_train_config(CONFIGS / "default.yaml", [override])
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("optim: [unclosed")
+    with pytest.raises(ConfigError, match=r"broken\.yaml"):
+        load_train_config(path)
+
+
+def test_warmup_then_cosine_to_the_floor() -> None:
+    values = [warmup_cosine(s, warmup=10, total=110, min_ratio=0.1) for s in range(130)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a <= b for a, b in itertools.pairwise(values[:10]))
+    decay = values[10:111]
+    assert all(a >= b for a, b in itertools.pairwise(decay))
+    assert values[60] == pytest.approx(0.55)  # halfway down the cosine
+    assert values[110:] == [pytest.approx(0.1)] * 20  # past the end it stays at the floor
