@@ -20,9 +20,10 @@ format: setup
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Until the replay demo lands (README, "Status") this says so instead of pretending.
+# A generated scan bag replayed live to the node running the shipped model (r2s_ros/demo.py).
+DEMO_ARGS ?=
 demo: setup
-	@echo "make demo: not yet - the rosbag replay demo has not landed (README, Status)."
+	$(PY) -m r2s_ros.demo $(DEMO_ARGS)
 
 # Benchmarks write JSON under bench/results/ (CPU here; add BENCH_ARGS=--device=cuda on a GPU).
 BENCH_ARGS ?=

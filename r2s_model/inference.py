@@ -171,7 +171,7 @@ def _relevant_elements(
     keep = (scores >= model.config.score_threshold) & masks.any(1)
     elements = [
         RelevantPrediction(names[k], float(scores[k]), scene.point_mask(masks[k]))
-        for k in torch.flatnonzero(keep).tolist()
+        for k in keep.nonzero().flatten().tolist()
     ]
     return elements, probabilities[keep]
 

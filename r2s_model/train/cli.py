@@ -30,8 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as error:
         parser.error(str(error))
     command = ["r2s-train", *(sys.argv[1:] if argv is None else argv)]
-    summary = Trainer(config, command).run()
-    if summary:
+    trainer = Trainer(config, command)
+    summary = trainer.run()
+    if not trainer.dist.is_main:
+        return
+    if not summary:
+        print(f"stopped at step {trainer.step}; rerun the same command to resume")
+    else:
         keys = ("num_samples", "miou", "acc25", "acc50", "no_target_acc", "relevant_recall")
         print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
         print(f"model: {Path(config.out) / 'model'}  curves: {Path(config.out) / 'curves.png'}")

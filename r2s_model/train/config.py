@@ -49,6 +49,8 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     threads: int = 0  # torch CPU threads; 0 = torch's default
     save_every: int = 100  # steps between resumable checkpoints
+    stop_after: int | None = None  # save and stop after this many steps in this process (job
+    # time limits); rerunning the command resumes
     log_every: int = 5
     export_dtype: Literal["float32", "float16", "bfloat16"] = "float16"  # the final model's weights
     data: DataConfig = field(default_factory=DataConfig)

@@ -45,6 +45,25 @@ class DistributedContext:
             values /= self.world_size
         return values
 
+    def replicas_agree(self, parameters: list[torch.Tensor]) -> tuple[bool, float]:
+        """Whether every rank holds the same weights -> (agree, largest fingerprint gap).
+
+        Each rank's fingerprint is the float64 sum and sum of squares of every parameter; DDP
+        ranks apply identical all-reduced updates, so these must match exactly.
+        """
+        if not self.enabled:
+            return True, 0.0
+        fingerprint = torch.stack(
+            [
+                torch.stack([p.detach().double().sum(), p.detach().double().square().sum()])
+                for p in parameters
+            ]
+        )
+        gathered = [torch.empty_like(fingerprint) for _ in range(self.world_size)]
+        dist.all_gather(gathered, fingerprint)
+        gap = max(float((g - gathered[0]).abs().max()) for g in gathered)
+        return gap == 0.0, gap
+
     def close(self) -> None:
         if self.enabled:
             dist.destroy_process_group()

@@ -115,7 +115,13 @@ class Trainer:
             unit="step",
             disable=not self.dist.is_main,
         )
+        first = self.step
         while self.step < config.optim.steps:
+            if config.stop_after is not None and self.step - first >= config.stop_after:
+                self._save_resume()
+                progress.close()
+                self.dist.close()
+                return {}
             start = time.perf_counter()
             losses, samples = self._optimiser_step()
             self.step += 1
@@ -125,11 +131,12 @@ class Trainer:
             if self.step % config.log_every == 0 or self.step == config.optim.steps:
                 lr = self.scheduler.get_last_lr()[0]
                 self._log({"step": self.step, "lr": lr, "loss": losses, "samples_per_s": rate})
-            if config.eval.every and self.step % config.eval.every == 0:
-                self._validate(config.eval.limit)
             if self.step % config.save_every == 0:
                 self._save_resume()
+            if config.eval.every and self.step % config.eval.every == 0:
+                self._validate(config.eval.limit)
         progress.close()
+        self._check_replicas()
         summary = self._validate(config.eval.final_limit)
         if self.dist.is_main:
             self._export(summary)
@@ -172,6 +179,16 @@ class Trainer:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=AMP_DTYPES[self.precision])
+
+    def _check_replicas(self) -> None:
+        """Data-parallel runs end by proving that every rank holds the same weights."""
+        if not self.dist.enabled:
+            return
+        agree, gap = self.dist.replicas_agree(self.parameters)
+        replicas = {"world_size": self.dist.world_size, "agree": agree, "max_gap": gap}
+        self._log({"step": self.step, "replicas": replicas})
+        if not agree:
+            raise RuntimeError(f"data-parallel ranks diverged: weight fingerprints differ by {gap}")
 
     # ---- validation, logs, state ---------------------------------------------------------
 

@@ -6,7 +6,7 @@ import torch
 from transformers import DynamicCache
 
 from r2s_model.config import AugmentationConfig, InputLimits
-from r2s_model.inference import SegmentationStatus, _run
+from r2s_model.inference import SegmentationStatus, _relevant_elements, _run
 from r2s_model.model import R2SModel
 from tests.model.tiny import object_ids, tiny_model, tiny_scene, training_batch
 
@@ -115,6 +115,22 @@ def test_segment_output_shapes(scene, mode: str) -> None:
     for element in output.relevant:
         assert element.mask.shape == (len(scene.points),)
     assert {"superpoints", "encode", "stage1"} <= set(output.timings_ms)
+
+
+def test_confident_relevant_elements_become_point_masks_and_priors(scene) -> None:
+    """The stage-1 decoding path a trained model takes (a random one never passes the
+    thresholds, hence the low ones here)."""
+    model = tiny_model(mask_threshold=0.01, score_threshold=0.01).eval()
+    encoded = model.encode_scene(scene.points, scene.colors)
+    states = torch.randn(3, model.llm_bundle.hidden_size)
+    elements, priors = _relevant_elements(model, encoded, ["bed", "window", "lamp"], states)
+    assert 1 <= len(elements) == len(priors)
+    kept = [element.name for element in elements]
+    assert kept == [name for name in ["bed", "window", "lamp"] if name in kept]  # in order
+    for element, prior in zip(elements, priors, strict=True):
+        assert element.mask.shape == (len(scene.points),) and element.mask.any()
+        assert 0.01 <= element.score <= 1.0
+        assert prior.shape == (encoded.num_superpoints,)
 
 
 def test_bfloat16_llm_with_float32_heads(scene) -> None:
