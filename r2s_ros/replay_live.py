@@ -317,10 +317,11 @@ class _Session:
                 start_s, first_ns = time.perf_counter(), message.stamp_ns
             due_s = start_s + (message.stamp_ns - first_ns) / 1e9 / self.options.speed
             self._spin_until(lambda: False, timeout_s=due_s - time.perf_counter())  # just wait
+            # Stamped before publish(): a local node may receive it before publish() returns.
+            sent_s = time.perf_counter()
             self.publishers[message.role].publish(message.raw)
             published[message.role] += 1
             if message.role == "instruction":
-                sent_s = time.perf_counter()
                 instructions.append((message, sent_s))
                 self.writer.write(self.connections[message.topic], time.time_ns(), message.raw)
                 self.last_progress_s = sent_s

@@ -72,21 +72,27 @@ def test_colcon_builds_the_workspace(tmp_path: Path) -> None:
     check = textwrap.dedent(
         """
         import r2s_model, r2s_ros
+        from r2s_model.checkpoint import DEFAULT_CHECKPOINT
         from r2s_ros.msg import RelevantElement, SegmentationResult
         from r2s_ros.srv import Segment
         result = SegmentationResult(relevant=[RelevantElement(name="bed")])
         print(r2s_ros.__file__)
         print(r2s_model.__file__)
         print(Segment.Response(result=result).result.relevant[0].name)
+        print(DEFAULT_CHECKPOINT)
         """
     )
     imported = subprocess.run(
         [sys.executable, "-c", check], env=env, capture_output=True, text=True, cwd=tmp_path
     )
     assert imported.returncode == 0, imported.stderr
-    ros_file, model_file, name = imported.stdout.split()
+    ros_file, model_file, name, shipped = imported.stdout.split()
     assert ros_file.startswith(str(install)), ros_file
     assert model_file.startswith(str(install)), model_file
     assert name == "bed"
+    # The shipped model is installed with the package and found there.
+    assert shipped.startswith(str(install)), shipped
+    assert (Path(shipped) / "model.safetensors").is_file()
+    assert (Path(shipped) / "config.json").is_file()
     assert (install / "share" / "r2s_ros" / "package.xml").is_file()
     assert (install / "share" / "r2s_ros" / "config" / "r2s.yaml").is_file()

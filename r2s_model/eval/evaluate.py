@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if not (args.checkpoint / "config.json").is_file() and args.checkpoint == DEFAULT_CHECKPOINT:
-        parser.error(f"no shipped model at {DEFAULT_CHECKPOINT} yet; pass --checkpoint PATH")
+        parser.error(f"no shipped model at {DEFAULT_CHECKPOINT}; pass --checkpoint PATH")
     dataset = SyntheticDataset(args.data, args.split)
     model = load_checkpoint(args.checkpoint, device=args.device)
     results, details = evaluate(model, dataset, limit=args.limit)

@@ -1,5 +1,6 @@
 """Fixtures for tests that talk to other processes over real DDS."""
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ import rclpy
 from rclpy.context import Context
 
 PEERS = Path(__file__).parent / "peers"
+PARAMS_FILE = Path(__file__).parents[2] / "config" / "r2s.yaml"
 
 
 @pytest.fixture
@@ -23,12 +25,17 @@ def ros_context() -> Iterator[Context]:
 
 @pytest.fixture
 def spawn_peer() -> Iterator[Callable[..., subprocess.Popen]]:
-    """Starts `tests/ros/peers/NAME.py ARGS...` as a separate Python process; stops it after."""
+    """Starts `tests/ros/peers/NAME.py ARGS...` as a separate Python process; stops it after.
+
+    Its stdin is a pipe (a peer may take commands from the test) and its stdout and stderr are
+    one text pipe.
+    """
     processes: list[subprocess.Popen] = []
 
     def spawn(name: str, *args: str) -> subprocess.Popen:
         process = subprocess.Popen(
             [sys.executable, str(PEERS / f"{name}.py"), *args],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -38,6 +45,8 @@ def spawn_peer() -> Iterator[Callable[..., subprocess.Popen]]:
 
     yield spawn
     for process in processes:
+        with contextlib.suppress(BrokenPipeError):  # a peer that died with commands unread
+            process.stdin.close()  # end of commands: a peer reading them exits by itself
         stop_process(process, timeout=10)
 
 
@@ -49,3 +58,33 @@ def stop_process(process: subprocess.Popen, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def node_command(*overrides: str) -> list[str]:
+    """`r2s-node` (as a module, so no installed entry point is needed) with the params file."""
+    arguments = ["--ros-args", "--params-file", str(PARAMS_FILE)]
+    for override in overrides:
+        arguments += ["-p", override]
+    return [sys.executable, "-m", "r2s_ros.node", *arguments]
+
+
+@contextlib.contextmanager
+def running_node(checkpoint: Path, *overrides: str) -> Iterator[subprocess.Popen]:
+    """The node in its own process on `checkpoint`, with 5 cm voxels, reliable cloud QoS (no
+    lost fragments of large clouds in a test), fast diagnostics and the given overrides."""
+    process = subprocess.Popen(
+        node_command(
+            f"checkpoint:={checkpoint}",
+            "voxel_size:=0.05",
+            "points_qos:=reliable",
+            "diagnostics_period_s:=0.3",
+            *overrides,
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        stop_process(process, timeout=20)

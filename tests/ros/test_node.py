@@ -5,7 +5,6 @@ them (empty first, reset last).
 """
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,20 +31,11 @@ from r2s_ros.pointcloud import encode_cloud
 from r2s_ros.srv import Segment
 from r2s_ros.worker import QUEUE_FULL
 from tests.model.tiny import tiny_model
-from tests.ros.conftest import stop_process
+from tests.ros.conftest import node_command, running_node
 
-PARAMS_FILE = Path(__file__).parents[2] / "config" / "r2s.yaml"
 WAIT_S = 60.0
 QUEUE_SIZE = 2
 MODEL_STATUSES = {SegmentationResult.STATUS_OK, SegmentationResult.STATUS_NO_TARGET}
-
-
-def node_command(*overrides: str) -> list[str]:
-    """`r2s-node` (as a module, so no installed entry point is needed) with the params file."""
-    arguments = ["--ros-args", "--params-file", str(PARAMS_FILE)]
-    for override in overrides:
-        arguments += ["-p", override]
-    return [sys.executable, "-m", "r2s_ros.node", *arguments]
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +45,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def node_process(checkpoint: Path) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen(
-        node_command(
-            f"checkpoint:={checkpoint}",
-            "voxel_size:=0.05",
-            "points_qos:=reliable",  # no lost fragments of large clouds in a test
-            f"instruction_queue_size:={QUEUE_SIZE}",
-            "diagnostics_period_s:=0.3",
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield process
-    stop_process(process, timeout=20)
+    with running_node(checkpoint, f"instruction_queue_size:={QUEUE_SIZE}") as process:
+        yield process
 
 
 class Driver:

@@ -29,8 +29,7 @@ from r2s_ros.pointcloud import decode_cloud
 from r2s_ros.replay import load_ground_truth, main, scenes_at
 from r2s_ros.replay_scoring import GroundTruthScorer
 from tests.model.tiny import tiny_model
-from tests.ros.conftest import stop_process
-from tests.ros.test_node import node_command
+from tests.ros.conftest import running_node
 
 FRAMES, INSTRUCTIONS = 6, 3
 MODEL_STATUSES = {"ok", "no_target"}
@@ -213,19 +212,9 @@ def test_live_without_a_node_says_so(
 
 @pytest.fixture(scope="module")
 def node_process(checkpoint: Path) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen(
-        node_command(
-            f"checkpoint:={checkpoint}",
-            "voxel_size:=0.05",
-            "points_qos:=reliable",  # every cloud arrives: the rebuilt scene must equal the node's
-            "diagnostics_period_s:=0.3",
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield process
-    stop_process(process, timeout=20)
+    # Reliable clouds: every cloud arrives, so the rebuilt scene must equal the node's.
+    with running_node(checkpoint) as process:
+        yield process
 
 
 def test_live_replay_answers_every_instruction(
