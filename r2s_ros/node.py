@@ -5,6 +5,7 @@ own thread. Cloud, odometry, instruction and timer callbacks share the default (
 exclusive) group and only decode, insert and enqueue. `~/segment` sits in a reentrant group of
 its own and blocks one executor thread on the job's future until the worker answers, so clouds
 keep flowing while a service caller waits. Topics and services: README "Node contract".
+`serve` runs a node the way `r2s-node` does, for a process that embeds it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -33,26 +35,39 @@ from r2s_ros.msg import SegmentationResult
 from r2s_ros.params import ParameterError, declare_parameters
 from r2s_ros.pointcloud import encode_cloud
 from r2s_ros.srv import Segment
-from r2s_ros.worker import Answer, InferenceWorker, InstructionJob
+from r2s_ros.worker import Answer, InferenceWorker, InstructionJob, SegmentationModel
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Deep enough that a burst of instructions, and the burst of results (drop notices) it causes,
 # is neither overwritten in the DDS history nor lost before the bounded queue judges it.
 BURST = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 WARN_THROTTLE_S = 5.0
+EXECUTOR_THREADS = 4
 
 
 class R2SNode(Node):
-    """Node `r2s`; raises ParameterError or CheckpointError when it cannot start."""
+    """Node `r2s`; raises ParameterError or CheckpointError when it cannot start.
 
-    def __init__(self) -> None:
-        super().__init__("r2s")
+    `model`: an already loaded model, for a process that embeds the node (composition, tests);
+    it is used as it is, and the `checkpoint` and `llm_source` parameters are ignored. None
+    loads the `checkpoint` parameter's model onto `device`. `context`: the rclpy context the
+    node lives in (its parameters come from that context's arguments); None is the default one.
+    """
+
+    def __init__(
+        self, *, model: SegmentationModel | None = None, context: Context | None = None
+    ) -> None:
+        super().__init__("r2s", context=context)
         # rclpy destroys a node whose constructor failed at shutdown, so this must exist first.
         self._worker: InferenceWorker | None = None
         self.parameters = declare_parameters(self)
         self.device = resolve_device(self.parameters.device)
-        self.checkpoint = Path(self.parameters.checkpoint or DEFAULT_CHECKPOINT)
-        model = load_model(self.checkpoint, self.parameters.llm_source, self.device)
+        if model is None:
+            checkpoint = Path(self.parameters.checkpoint or DEFAULT_CHECKPOINT)
+            model = load_model(checkpoint, self.parameters.llm_source, self.device)
+            self.model_name = str(checkpoint)
+        else:
+            self.model_name = f"{type(model).__name__} (given, not loaded)"
         self._ingest = SceneIngest(IngestSettings.from_parameters(self.parameters))
         self._topic_instructions = 0
         self._last_latency_ms = 0.0
@@ -85,7 +100,7 @@ class R2SNode(Node):
         self.create_timer(self.parameters.diagnostics_period_s, self._publish_diagnostics)
         if self.parameters.scene_cloud_period_s > 0:
             self.create_timer(self.parameters.scene_cloud_period_s, self._publish_scene_cloud)
-        self.get_logger().info(f"ready: model {self.checkpoint} on {self.device}")
+        self.get_logger().info(f"ready: model {self.model_name} on {self.device}")
 
     def destroy_node(self) -> None:
         if self._worker is not None:
@@ -156,7 +171,7 @@ class R2SNode(Node):
             "queue_depth": self._worker.depth,
             "last_latency_ms": f"{self._last_latency_ms:.1f}",
             "device": self.device,
-            "model": str(self.checkpoint),
+            "model": self.model_name,
         }
         drops = sum(count for key, count in counts.items() if key.startswith("dropped_"))
         status = DiagnosticStatus(
@@ -180,16 +195,27 @@ def main(args: list[str] | None = None) -> int:
         print(f"r2s: cannot start: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=4)
+    try:
+        serve(node)
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+def serve(node: R2SNode) -> None:
+    """Runs `node`'s callbacks until its context shuts down (Ctrl-C, or the embedding process
+    shutting it down), then destroys the node and joins the executor's threads."""
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=node.context)
     executor.add_node(node)
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # The node first: stopping its worker answers every job, which releases the `~/segment`
+        # callbacks blocked on an executor thread, so the join below cannot wait on them.
         node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        executor.shutdown()
 
 
 if __name__ == "__main__":
