@@ -31,6 +31,7 @@ bench: setup
 	$(PY) bench/bench_model.py $(BENCH_ARGS)
 	$(PY) bench/bench_model.py --llm-dtype bfloat16 $(BENCH_ARGS)
 	$(PY) bench/bench_data.py
+	$(PY) bench/bench_train.py $(BENCH_ARGS)
 	$(PY) bench/bench_codec.py
 	$(PY) bench/bench_accumulator.py
 	$(PY) bench/bench_node.py

@@ -123,7 +123,7 @@ class Trainer:
                 self.dist.close()
                 return {}
             start = time.perf_counter()
-            losses, samples = self._optimiser_step()
+            losses, samples = self.optimiser_step()
             self.step += 1
             rate = samples * self.dist.world_size / (time.perf_counter() - start)
             progress.update()
@@ -144,7 +144,8 @@ class Trainer:
         self.dist.close()
         return summary
 
-    def _optimiser_step(self) -> tuple[dict[str, float], int]:
+    def optimiser_step(self) -> tuple[dict[str, float], int]:
+        """One optimiser step (all its micro-batches) -> (mean losses over ranks, samples)."""
         self.model.train()
         accumulation = self.config.optim.accumulation
         totals: dict[str, torch.Tensor] = {}
