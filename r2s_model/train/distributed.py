@@ -45,6 +45,15 @@ class DistributedContext:
             values /= self.world_size
         return values
 
+    def gather(self, value: torch.Tensor) -> list[torch.Tensor]:
+        """`value` (a CPU tensor, any shape as long as all ranks agree) of every rank, in rank
+        order, on every rank."""
+        if not self.enabled:
+            return [value]
+        gathered: list[torch.Tensor | None] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
     def replicas_agree(self, parameters: list[torch.Tensor]) -> tuple[bool, float]:
         """Whether every rank holds the same weights -> (agree, largest fingerprint gap).
 

@@ -4,7 +4,8 @@ state, periodic validation, a JSONL log and, at the end, the exported model and 
 Files under `config.out`:
     log.jsonl       one line per logged step ({"step", "lr", "loss": {...}, "samples_per_s"})
                     and per validation ({"step", "val": {...}})
-    resume.pt       everything needed to continue bit-for-bit (weights, optimiser, RNG, step)
+    resume.pt       everything needed to continue bit-for-bit (weights, optimiser, every rank's
+                    RNG, step)
     model/          the final checkpoint (r2s_model.checkpoint format, weights in export_dtype)
     metrics.json    the final validation summary
     curves.png      losses and validation metrics
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -210,15 +212,18 @@ class Trainer:
                 log.write(json.dumps(entry) + "\n")
 
     def _save_resume(self) -> None:
+        # Every rank's augmentation RNG, so that each continues where it stopped.
+        rng_states = self.dist.gather(torch.get_rng_state())
         if not self.dist.is_main:
             return
         state = {
             "step": self.step,
+            "world_size": self.dist.world_size,
             "model": self.model.trainable_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": rng_states,
         }
         temporary = self.out / "resume.pt.tmp"
         torch.save(state, temporary)
@@ -230,8 +235,12 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        if self.dist.is_main:
-            torch.set_rng_state(state["torch_rng"].cpu())
+        if state["world_size"] != self.dist.world_size:
+            raise ValueError(
+                f"{self.out / 'resume.pt'} was written by {state['world_size']} ranks; "
+                f"resume it with {state['world_size']}, not {self.dist.world_size}"
+            )
+        torch.set_rng_state(state["torch_rng"][self.dist.rank].cpu())
         self.step = state["step"]
         if self.dist.is_main:
             # Lines logged after the saved step belong to the interrupted run's lost steps.
@@ -252,6 +261,7 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "data": self.train_set.info,
             "steps": self.step,
+            "git_commit": _source_revision(),
             "world_size": self.dist.world_size,
             "device": str(self.device),
             "precision": self.precision,
@@ -262,3 +272,18 @@ class Trainer:
         )
         (self.out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         plot_curves(self.out / "log.jsonl", self.out / "curves.png", title=str(self.out))
+
+
+def _source_revision() -> str | None:
+    """The git commit of the training code, when it runs from a checkout."""
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return found.stdout.strip()

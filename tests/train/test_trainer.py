@@ -103,6 +103,7 @@ def test_two_gloo_ranks_under_torchrun_end_with_the_same_weights(
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "r2s_model.train.cli", "--config", str(SMOKE), "--set", f"data.root={one_scene}",
         "data.val_split=train", f"out={out}", "optim.steps=4", "eval.final_limit=1", "threads=1",
+        "save_every=2",
     ]  # fmt: skip
     environment = os.environ | {"OMP_NUM_THREADS": "1"}
     finished = subprocess.run(
@@ -111,6 +112,10 @@ def test_two_gloo_ranks_under_torchrun_end_with_the_same_weights(
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
 
     (replicas,) = logged(out, "replicas")
+    resume = torch.load(out / "resume.pt", weights_only=True)
+    assert resume["step"] == 4 and resume["world_size"] == 2
+    assert len(resume["torch_rng"]) == 2  # each rank's augmentation RNG, to resume exactly
+    assert not torch.equal(*resume["torch_rng"])
     assert replicas["replicas"] == {"world_size": 2, "agree": True, "max_gap": 0.0}
     description = json.loads((out / "model" / "config.json").read_text())
     assert description["metadata"]["world_size"] == 2
