@@ -20,10 +20,10 @@ format: setup
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# A generated scan bag replayed live to the node running the shipped model (r2s_ros/demo.py).
+# A generated scan bag replayed live to the node running the shipped model (r2s_ros/bags/demo.py).
 DEMO_ARGS ?=
 demo: setup
-	$(PY) -m r2s_ros.demo $(DEMO_ARGS)
+	$(PY) -m r2s_ros.bags.demo $(DEMO_ARGS)
 
 # Benchmarks write JSON under bench/results/ (CPU here; add BENCH_ARGS=--device=cuda on a GPU).
 BENCH_ARGS ?=

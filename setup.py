@@ -31,9 +31,9 @@ setup(
             "r2s-eval=r2s_model.eval.evaluate:main",
             "r2s-train=r2s_model.train.cli:main",
             "r2s-node=r2s_ros.node:main",
-            "r2s-make-bag=r2s_ros.make_bag:main",
-            "r2s-replay=r2s_ros.replay:main",
-            "r2s-demo=r2s_ros.demo:main",
+            "r2s-make-bag=r2s_ros.bags.make_bag:main",
+            "r2s-replay=r2s_ros.bags.replay:main",
+            "r2s-demo=r2s_ros.bags.demo:main",
         ]
     },
 )

@@ -14,7 +14,7 @@ from tests.model.tiny import tiny_model
 def test_demo_replays_a_bag_to_the_node_and_stops_it(tmp_path: Path) -> None:
     checkpoint = save_checkpoint(tiny_model(seed=3), tmp_path / "tiny")
     work = tmp_path / "demo"
-    command = [sys.executable, "-m", "r2s_ros.demo", "--checkpoint", str(checkpoint)]
+    command = [sys.executable, "-m", "r2s_ros.bags.demo", "--checkpoint", str(checkpoint)]
     command += ["--frames", "4", "--instructions", "2", "--speed", "4", "--work", str(work)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert finished.returncode == 0, finished.stdout + finished.stderr

@@ -1,5 +1,5 @@
-"""Simulated scans (r2s_ros/scan_sim.py) and the scan bags of r2s-make-bag (docs/bag_format.md),
-read back with rosbags as the replay reads them."""
+"""Simulated scans (r2s_ros/bags/scan_sim.py) and the scan bags of r2s-make-bag
+(docs/bag_format.md), read back with rosbags as the replay reads them."""
 
 from __future__ import annotations
 
@@ -17,13 +17,11 @@ from r2s_model.data.checker import check_sample, object_geometry
 from r2s_model.data.generate import checked_records, room_scene
 from r2s_model.data.io import color_bytes
 from r2s_model.data.rooms import generate_room
-from r2s_ros import bag_contract as contract
-from r2s_ros import make_bag as make_bag_module
-from r2s_ros.bag_contract import GroundTruthError, read_ground_truth
-from r2s_ros.make_bag import BagSettings, main, make_bag
-from r2s_ros.pointcloud import decode_cloud
-from r2s_ros.poses import Pose, pose_from_odometry, stamp_seconds, transform_points
-from r2s_ros.scan_sim import (
+from r2s_ros.bags import contract
+from r2s_ros.bags import make_bag as make_bag_module
+from r2s_ros.bags.contract import GroundTruthError, read_ground_truth
+from r2s_ros.bags.make_bag import BagSettings, main, make_bag
+from r2s_ros.bags.scan_sim import (
     SensorModel,
     look_rotation,
     orbit_trajectory,
@@ -31,6 +29,8 @@ from r2s_ros.scan_sim import (
     scan_trajectory,
     visible,
 )
+from r2s_ros.pointcloud import decode_cloud
+from r2s_ros.poses import Pose, pose_from_odometry, stamp_seconds, transform_points
 
 NOISELESS = SensorModel(noise_m=0.0, noise_quadratic=0.0)
 SMALL_BAG = BagSettings(seed=3, frames=6, instructions=3, points_per_m2=500.0)
@@ -382,7 +382,7 @@ def test_writing_and_reading_bags_needs_no_ros_install() -> None:
     """The bag tools run where only rosbags is installed: none of them imports rclpy or the ROS
     message packages (checked in a fresh interpreter; this one has them loaded)."""
     code = (
-        "import sys, r2s_ros.make_bag, r2s_ros.bag_contract, r2s_ros.pointcloud\n"
+        "import sys, r2s_ros.bags.make_bag, r2s_ros.bags.contract, r2s_ros.pointcloud\n"
         "ros = {'rclpy', 'sensor_msgs', 'std_msgs', 'nav_msgs', 'builtin_interfaces'}\n"
         "print(sorted(ros & {name.split('.')[0] for name in sys.modules}))"
     )

@@ -19,15 +19,15 @@ from scipy.spatial import cKDTree
 from sensor_msgs.msg import PointCloud2
 
 from r2s_model.checkpoint import save_checkpoint
-from r2s_ros import bag_contract as contract
-from r2s_ros.bag_messages import instruction_message
-from r2s_ros.bag_reader import BagTopics, ReplayBag
+from r2s_ros.bags import contract
+from r2s_ros.bags.make_bag import BagSettings, make_bag
+from r2s_ros.bags.messages import instruction_message
+from r2s_ros.bags.reader import BagTopics, ReplayBag
+from r2s_ros.bags.replay import load_ground_truth, main, scenes_at
+from r2s_ros.bags.scoring import GroundTruthScorer
 from r2s_ros.ingest import IngestSettings
-from r2s_ros.make_bag import BagSettings, make_bag
 from r2s_ros.params import NodeParameters
 from r2s_ros.pointcloud import decode_cloud
-from r2s_ros.replay import load_ground_truth, main, scenes_at
-from r2s_ros.replay_scoring import GroundTruthScorer
 from tests.model.tiny import tiny_model
 from tests.ros.conftest import running_node
 

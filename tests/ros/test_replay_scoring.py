@@ -8,7 +8,7 @@ import pytest
 from r2s_model.data.io import SceneArrays
 from r2s_model.eval.metrics import summarize
 from r2s_ros.accumulator import SceneSnapshot
-from r2s_ros.replay_scoring import GroundTruthScorer, nearest_within
+from r2s_ros.bags.scoring import GroundTruthScorer, nearest_within
 
 RADIUS = 0.05
 # Three 5 x 5 grids of points 10 cm apart (over twice RADIUS, so each ground-truth point is

@@ -1,4 +1,4 @@
-"""rosbags messages (ROS 2 Kilted types, `bag_contract.typestore()`) of the scan bags: what
+"""rosbags messages (ROS 2 Kilted types, `contract.typestore()`) of the scan bags: what
 r2s-make-bag writes, built here so that tests and tools can write the same messages."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from r2s_ros import bag_contract as contract
+from r2s_ros.bags import contract
+from r2s_ros.bags.scan_sim import ScanFrame
 from r2s_ros.pointcloud import pack_cloud
-from r2s_ros.scan_sim import ScanFrame
 
 
 def cloud_message(frame: ScanFrame, stamp_ns: int) -> Any:

@@ -6,9 +6,9 @@
 Offline, in this process and as fast as the machine goes: the bag's messages in bag-time order
 go through the node's own scene intake (r2s_ros.ingest) and inference worker (the scene encoding
 is reused while the scene version holds); each instruction segments the scene accumulated so
-far. Deterministic: the same bag gives the same metrics. Live (r2s_ros.replay_live): the bag is
+far. Deterministic: the same bag gives the same metrics. Live (bags.replay_live): the bag is
 published at its recorded pace to a running `r2s-node` whose outputs are recorded and scored the
-same way, with end-to-end latency. Reports: JSON, Markdown and PNG renders (replay_report).
+same way, with end-to-end latency. Reports: JSON, Markdown and PNG renders (bags.report).
 Exit codes: 0 done, 2 unusable bag, checkpoint or parameters.
 """
 
@@ -25,13 +25,10 @@ from tqdm import tqdm
 
 from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
 from r2s_model.data.errors import DatasetFormatError
-from r2s_ros import bag_contract as contract
 from r2s_ros.accumulator import SceneSnapshot
-from r2s_ros.bag_reader import BagError, BagMessage, BagTopics, ReplayBag
-from r2s_ros.ingest import IngestSettings, SceneIngest
-from r2s_ros.model_loading import load_model, resolve_device
-from r2s_ros.params import NodeParameters, ParameterError, parameters_from_file
-from r2s_ros.replay_report import (
+from r2s_ros.bags import contract
+from r2s_ros.bags.reader import BagError, BagMessage, BagTopics, ReplayBag
+from r2s_ros.bags.report import (
     ERROR,
     GroundTruth,
     Outcome,
@@ -41,6 +38,9 @@ from r2s_ros.replay_report import (
     print_summary,
     write_report,
 )
+from r2s_ros.ingest import IngestSettings, SceneIngest
+from r2s_ros.model_loading import load_model, resolve_device
+from r2s_ros.params import NodeParameters, ParameterError, parameters_from_file
 from r2s_ros.worker import Answer, InferenceWorker, InstructionJob, SegmentationModel
 
 
@@ -94,7 +94,7 @@ def scenes_at(
 
 
 def load_ground_truth(bag: ReplayBag) -> GroundTruth | None:
-    """The bag's ground-truth sidecar (bag_contract); None for a bag without one (a robot's
+    """The bag's ground-truth sidecar (bags.contract); None for a bag without one (a robot's
     recording: replayed for answers and latency, not scored); BagError when it is malformed."""
     sidecar = [bag.path / contract.SCENE_FILE, bag.path / contract.RECORDS_FILE]
     if not any(path.exists() for path in sidecar):
@@ -224,7 +224,7 @@ def _run_live(
 ) -> tuple[list[Outcome], dict[str, Any], float]:
     """-> outcomes, report metadata, scoring radius (the node's voxel size)."""
     # rclpy is imported only here: offline replays run without a ROS installation.
-    from r2s_ros.replay_live import LiveOptions, live_outcomes, replay_live, scene_cutoffs
+    from r2s_ros.bags.replay_live import LiveOptions, live_outcomes, replay_live, scene_cutoffs
 
     record = args.record
     if record is None:  # ours to replace, like the report itself

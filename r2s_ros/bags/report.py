@@ -2,7 +2,7 @@
 Markdown and top-down PNG renders. Offline and live replays both end here.
 
 An instruction without a model answer (status `error`: failed or dropped; `timeout`: no result
-came) scores IoU 0 and counts as wrong on a no-target sample (replay_scoring).
+came) scores IoU 0 and counts as wrong on a no-target sample (bags.scoring).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from r2s_model.data.io import SceneArrays
 from r2s_model.eval.metrics import summarize
 from r2s_model.eval.render import render_top_down
 from r2s_ros.accumulator import SceneSnapshot
-from r2s_ros.replay_scoring import GroundTruthScorer, InstructionScore
+from r2s_ros.bags.scoring import GroundTruthScorer, InstructionScore
 
 ERROR = "error"
 TIMEOUT = "timeout"

@@ -42,14 +42,14 @@ from std_msgs.msg import String
 from tqdm import tqdm
 from visualization_msgs.msg import MarkerArray
 
-from r2s_ros import bag_contract as contract
 from r2s_ros import outputs
 from r2s_ros.accumulator import SceneSnapshot
-from r2s_ros.bag_reader import BagMessage, ReplayBag
+from r2s_ros.bags import contract
+from r2s_ros.bags.reader import BagMessage, ReplayBag
+from r2s_ros.bags.report import ERROR, TIMEOUT, Outcome, RelevantOutcome, ReplayError
 from r2s_ros.msg import SegmentationResult
 from r2s_ros.params import NodeParameters, parameters_from_values
 from r2s_ros.pointcloud import decode_cloud
-from r2s_ros.replay_report import ERROR, TIMEOUT, Outcome, RelevantOutcome, ReplayError
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 INPUT_TYPES = {"points": PointCloud2, "odometry": Odometry, "instruction": String}
@@ -188,7 +188,7 @@ def interface_typestore() -> Typestore:
 def _interface_folder() -> Path:
     """msg/ of the source tree, else share/r2s_ros/msg of an install prefix."""
     prefixes = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    candidates = [Path(__file__).resolve().parents[1] / "msg"]
+    candidates = [Path(__file__).resolve().parents[2] / "msg"]
     candidates += [prefix / "share" / "r2s_ros" / "msg" for prefix in [Path(sys.prefix), *prefixes]]
     for folder in candidates:
         if (folder / "SegmentationResult.msg").is_file():

@@ -4,7 +4,7 @@ the ground truth to score answers against (docs/bag_format.md).
     r2s-make-bag --out bags/room0 --seed 0 [--frames 40] [--rate-hz 5] [--instructions 5]
 
 The room and its instructions come from the benchmark generator (`r2s_model.data.generate`),
-checked by the same independent checker; the scans from `r2s_ros.scan_sim`. The bag appears only
+checked by the same independent checker; the scans from `bags.scan_sim`. The bag appears only
 when complete: it is written in a hidden folder beside --out and renamed.
 """
 
@@ -26,9 +26,9 @@ from r2s_model.data.furniture import STRUCTURE
 from r2s_model.data.generate import checked_records, room_scene
 from r2s_model.data.io import color_bytes, write_records, write_scene
 from r2s_model.data.rooms import Room, generate_room
-from r2s_ros import bag_contract as contract
-from r2s_ros.bag_messages import cloud_message, instruction_message, odometry_message
-from r2s_ros.scan_sim import SENSOR_HEIGHT_M, SensorModel, orbit_trajectory, scan_trajectory
+from r2s_ros.bags import contract
+from r2s_ros.bags.messages import cloud_message, instruction_message, odometry_message
+from r2s_ros.bags.scan_sim import SENSOR_HEIGHT_M, SensorModel, orbit_trajectory, scan_trajectory
 
 _STORAGE_PLUGINS = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 # Instructions after the scan, this far apart: time for a node to answer each before the next.

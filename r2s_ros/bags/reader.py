@@ -17,7 +17,7 @@ from typing import Any
 
 from rosbags.highlevel import AnyReader
 
-from r2s_ros import bag_contract as contract
+from r2s_ros.bags import contract
 
 # Types the replay can use on each role's topic.
 EXPECTED_TYPES = {
@@ -27,7 +27,7 @@ EXPECTED_TYPES = {
 }
 # Messages sharing a bag time go out in this order whatever order the storage returns them in
 # (sqlite3 does not promise one): a cloud's pose before the cloud, and an instruction after the
-# clouds of its instant, as bag_contract.TOPIC_ORDER stores them.
+# clouds of its instant, as contract.TOPIC_ORDER stores them.
 ROLE_ORDER = {"odometry": 0, "points": 1, "instruction": 2}
 
 

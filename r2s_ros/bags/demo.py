@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from r2s_model.checkpoint import DEFAULT_CHECKPOINT
-from r2s_ros import replay
-from r2s_ros.make_bag import BagSettings, make_bag
+from r2s_ros.bags import replay
+from r2s_ros.bags.make_bag import BagSettings, make_bag
 
-PARAMS_FILE = Path(__file__).resolve().parents[1] / "config" / "r2s.yaml"
+PARAMS_FILE = Path(__file__).resolve().parents[2] / "config" / "r2s.yaml"
 NODE_READY = "ready: model"  # the node's log line once it listens
 NODE_START_TIMEOUT_S = 300.0  # the default LLM loads in ~10 s; a first run converts it (~35 s)
 
