@@ -27,7 +27,7 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "r2s-gen-data=r2s_model.data.generate:main",
+            "r2s-gen-data=r2s_model.synthetic.generate:main",
             "r2s-eval=r2s_model.eval.evaluate:main",
             "r2s-train=r2s_model.train.cli:main",
             "r2s-node=r2s_ros.node:main",

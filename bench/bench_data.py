@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from results_file import write_result
 
-from r2s_model.data.generate import generate_dataset
 from r2s_model.data.io import SyntheticDataset
+from r2s_model.synthetic.generate import generate_dataset
 
 PAPER_SAMPLES = 25_185 + 3_966
 

@@ -31,10 +31,10 @@ from rich.console import Console
 from rich.table import Table
 
 from r2s_model.config import R2SConfig
-from r2s_model.data.rooms import generate_room
 from r2s_model.llm import load_llm
 from r2s_model.model import R2SModel
 from r2s_model.superpoints import compute_superpoints
+from r2s_model.synthetic.rooms import generate_room
 
 INSTRUCTIONS = ["the chair nearest the window", "the tallest box next to the wall"]
 

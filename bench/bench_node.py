@@ -54,8 +54,8 @@ from std_msgs.msg import Header, String
 
 from r2s_model.checkpoint import save_checkpoint
 from r2s_model.config import R2SConfig
-from r2s_model.data.rooms import generate_room
 from r2s_model.model import R2SModel
+from r2s_model.synthetic.rooms import generate_room
 from r2s_ros.msg import SegmentationResult
 from r2s_ros.pointcloud import encode_cloud
 

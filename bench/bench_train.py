@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from results_file import write_result
 
-from r2s_model.data.generate import generate_dataset
+from r2s_model.synthetic.generate import generate_dataset
 from r2s_model.train.config import load_train_config
 from r2s_model.train.trainer import Trainer
 

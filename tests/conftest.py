@@ -26,7 +26,7 @@ SMALL_DATASET = {
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory):
     """A tiny generated benchmark (3 train scenes, 2 val), shared by the data and eval tests."""
-    from r2s_model.data.generate import generate_dataset
+    from r2s_model.synthetic.generate import generate_dataset
 
     out = tmp_path_factory.mktemp("benchmark") / "r2s"
     generate_dataset(out, workers=2, **SMALL_DATASET)

@@ -3,7 +3,7 @@ the ground truth to score answers against (docs/bag_format.md).
 
     r2s-make-bag --out bags/room0 --seed 0 [--frames 40] [--rate-hz 5] [--instructions 5]
 
-The room and its instructions come from the benchmark generator (`r2s_model.data.generate`),
+The room and its instructions come from the benchmark generator (`r2s_model.synthetic.generate`),
 checked by the same independent checker; the scans from `bags.scan_sim`. The bag appears only
 when complete: it is written in a hidden folder beside --out and renamed.
 """
@@ -22,10 +22,10 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
-from r2s_model.data.furniture import STRUCTURE
-from r2s_model.data.generate import checked_records, room_scene
 from r2s_model.data.io import color_bytes, write_records, write_scene
-from r2s_model.data.rooms import Room, generate_room
+from r2s_model.synthetic.furniture import STRUCTURE
+from r2s_model.synthetic.generate import checked_records, room_scene
+from r2s_model.synthetic.rooms import Room, generate_room
 from r2s_ros.bags import contract
 from r2s_ros.bags.messages import cloud_message, instruction_message, odometry_message
 from r2s_ros.bags.scan_sim import SENSOR_HEIGHT_M, SensorModel, orbit_trajectory, scan_trajectory

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from r2s_model.data.rooms import generate_room
 from r2s_model.superpoints import SuperpointParams, compute_superpoints, superpoint_purity
+from r2s_model.synthetic.rooms import generate_room
 from tests.model.scenes import make_box_scene
 
 SEEDS = [0, 1, 2, 3]

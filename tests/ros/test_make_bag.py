@@ -13,10 +13,10 @@ import pytest
 from rosbags.rosbag2 import Reader
 from scipy.spatial import cKDTree
 
-from r2s_model.data.checker import check_sample, object_geometry
-from r2s_model.data.generate import checked_records, room_scene
 from r2s_model.data.io import color_bytes
-from r2s_model.data.rooms import generate_room
+from r2s_model.synthetic.checker import check_sample, object_geometry
+from r2s_model.synthetic.generate import checked_records, room_scene
+from r2s_model.synthetic.rooms import generate_room
 from r2s_ros.bags import contract
 from r2s_ros.bags import make_bag as make_bag_module
 from r2s_ros.bags.contract import GroundTruthError, read_ground_truth

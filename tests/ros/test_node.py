@@ -25,7 +25,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from r2s_model.checkpoint import save_checkpoint
-from r2s_model.data.rooms import generate_room
+from r2s_model.synthetic.rooms import generate_room
 from r2s_ros.msg import SegmentationResult
 from r2s_ros.pointcloud import encode_cloud
 from r2s_ros.srv import Segment

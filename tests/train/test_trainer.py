@@ -11,10 +11,10 @@ import pytest
 import safetensors.torch
 import torch
 
-from r2s_model.data.generate import generate_dataset
 from r2s_model.eval.evaluate import evaluate
 from r2s_model.eval.metrics import summarize
 from r2s_model.model import R2SModel
+from r2s_model.synthetic.generate import generate_dataset
 from r2s_model.train.config import TrainConfig, load_train_config
 from r2s_model.train.trainer import Trainer
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from r2s_model.data.facts import SceneFacts, category_program
-from r2s_model.data.furniture import FURNITURE, SceneObject
-from r2s_model.data.palette import PALETTES
-from r2s_model.data.programs import DIRECTIONAL, FUNCTIONS
+from r2s_model.synthetic.facts import SceneFacts, category_program
+from r2s_model.synthetic.furniture import FURNITURE, SceneObject
+from r2s_model.synthetic.palette import PALETTES
+from r2s_model.synthetic.programs import DIRECTIONAL, FUNCTIONS
 
 SIZE_MEASURES = ("largest", "smallest", "tallest", "shortest")
 # Plausible "X on Y" / "X under Y"; no-target questions may also ask the implausible ones

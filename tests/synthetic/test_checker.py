@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from r2s_model.data.checker import (
+from r2s_model.synthetic.checker import (
     CheckResult,
     ObjectGeometry,
     ProgramError,

@@ -9,9 +9,9 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from r2s_model.data.furniture import FURNITURE, STRUCTURE
-from r2s_model.data.parts import Part, Shape
-from r2s_model.data.rooms import CATEGORIES, Room, SceneObject, generate_room
+from r2s_model.synthetic.furniture import FURNITURE, STRUCTURE
+from r2s_model.synthetic.parts import Part, Shape
+from r2s_model.synthetic.rooms import CATEGORIES, Room, SceneObject, generate_room
 
 SEEDS = range(8)
 # Surfaces in contact (a cup on a table, a chair leg 3 cm from a table) may touch; anything

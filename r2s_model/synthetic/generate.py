@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from r2s_model.data.checker import check_sample, object_geometry
-from r2s_model.data.instructions import generate_instructions
 from r2s_model.data.io import SceneArrays, write_records, write_scene
-from r2s_model.data.rooms import CATEGORIES, Room, generate_room
 from r2s_model.superpoints import SuperpointParams, compute_superpoints
+from r2s_model.synthetic.checker import check_sample, object_geometry
+from r2s_model.synthetic.instructions import generate_instructions
+from r2s_model.synthetic.rooms import CATEGORIES, Room, generate_room
 
 SPLITS = ("train", "val")
 FORMAT_VERSION = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from r2s_model.data.parts import Part, Shape
+from r2s_model.synthetic.parts import Part, Shape
 
 # Points closer than this to the inside of another part, the floor or a wall are hidden: faces
 # pressed together, legs meeting a seat, a cabinet's back 5 mm off the wall.

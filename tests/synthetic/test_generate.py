@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from r2s_model.data.checker import check_sample, object_geometry
 from r2s_model.data.errors import DatasetFormatError
-from r2s_model.data.generate import generate_dataset, main
 from r2s_model.data.io import SyntheticDataset, read_records, read_scene
+from r2s_model.synthetic.checker import check_sample, object_geometry
+from r2s_model.synthetic.generate import generate_dataset, main
 from tests.conftest import SMALL_DATASET
 
 

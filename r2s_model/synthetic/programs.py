@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from r2s_model.data.furniture import SceneObject
+from r2s_model.synthetic.furniture import SceneObject
 
 FUNCTIONS: dict[str, tuple[str, ...]] = {
     "sit": ("chair", "sofa", "bed", "stool"),

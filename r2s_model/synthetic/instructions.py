@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from r2s_model.data import candidates as pools
-from r2s_model.data.candidates import Candidate
-from r2s_model.data.facts import SceneFacts
-from r2s_model.data.rooms import Room
-from r2s_model.data.templates import (
+from r2s_model.synthetic import candidates as pools
+from r2s_model.synthetic.candidates import Candidate
+from r2s_model.synthetic.facts import SceneFacts
+from r2s_model.synthetic.rooms import Room
+from r2s_model.synthetic.templates import (
     AFFORDANCE_FUNCTION_FRAMES,
     AFFORDANCE_RELATION_FRAMES,
     AFFORDANCE_SUPERLATIVE_FRAMES,

@@ -7,10 +7,10 @@ from itertools import combinations
 
 import numpy as np
 
-from r2s_model.data.furniture import FURNITURE, SceneObject
-from r2s_model.data.parts import rotate_xy
-from r2s_model.data.programs import Boxes, Evaluator
-from r2s_model.data.rooms import Room
+from r2s_model.synthetic.furniture import FURNITURE, SceneObject
+from r2s_model.synthetic.parts import rotate_xy
+from r2s_model.synthetic.programs import Boxes, Evaluator
+from r2s_model.synthetic.rooms import Room
 
 _MIN_BETWEEN_SPAN = 1.2  # metres between the two references of "between"
 _VIEWER_STEP = 0.3  # the viewer stands this far into the room from a door or window

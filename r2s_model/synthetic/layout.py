@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from r2s_model.data.furniture import Model, Surface
-from r2s_model.data.parts import Part, parts_bounds, rotate_xy
+from r2s_model.synthetic.furniture import Model, Surface
+from r2s_model.synthetic.parts import Part, parts_bounds, rotate_xy
 
 WALL_GAP = 0.005  # furniture backs stand this far off a wall
 FLOOR_CLEARANCE = 0.05  # between floor-standing objects

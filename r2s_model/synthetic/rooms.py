@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from r2s_model.data.furniture import CATEGORIES, Model, SceneObject
-from r2s_model.data.layout import Layout, Placed, place
-from r2s_model.data.palette import pick_color
-from r2s_model.data.parts import box
-from r2s_model.data.recipes import add_openings, furnish
-from r2s_model.data.sampling import hidden_points, sample_parts, scan_colors
+from r2s_model.synthetic.furniture import CATEGORIES, Model, SceneObject
+from r2s_model.synthetic.layout import Layout, Placed, place
+from r2s_model.synthetic.palette import pick_color
+from r2s_model.synthetic.parts import box
+from r2s_model.synthetic.recipes import add_openings, furnish
+from r2s_model.synthetic.sampling import hidden_points, sample_parts, scan_colors
 
 __all__ = ["CATEGORIES", "Room", "SceneObject", "generate_room"]
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from r2s_model.data.furniture import Model, build, build_opening
-from r2s_model.data.layout import DOOR_SWING, Layout, facing_yaw, place
-from r2s_model.data.parts import parts_bounds, rotate_xy
+from r2s_model.synthetic.furniture import Model, build, build_opening
+from r2s_model.synthetic.layout import DOOR_SWING, Layout, facing_yaw, place
+from r2s_model.synthetic.parts import parts_bounds, rotate_xy
 
 MIN_FURNITURE, MAX_FURNITURE = 13, 24
 _OPENING_GAP = 0.3  # metres between openings, and from a corner

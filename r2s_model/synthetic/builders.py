@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from r2s_model.data.palette import CHROME, FOLIAGE, GLASS, METAL, SCREEN, WOOD, shade
-from r2s_model.data.parts import Part, box, cylinder, spheroid
+from r2s_model.synthetic.palette import CHROME, FOLIAGE, GLASS, METAL, SCREEN, WOOD, shade
+from r2s_model.synthetic.parts import Part, box, cylinder, spheroid
 
 RGB = tuple[float, float, float]
 

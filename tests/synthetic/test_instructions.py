@@ -10,16 +10,16 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from r2s_model.data.furniture import SceneObject
-from r2s_model.data.instructions import (
+from r2s_model.synthetic.furniture import SceneObject
+from r2s_model.synthetic.instructions import (
     NO_TARGET_ANSWER,
     REASONING_CATEGORIES,
     Sample,
     generate_instructions,
 )
-from r2s_model.data.programs import Boxes, Evaluator
-from r2s_model.data.rooms import Room, generate_room
-from r2s_model.data.templates import NOUNS
+from r2s_model.synthetic.programs import Boxes, Evaluator
+from r2s_model.synthetic.rooms import Room, generate_room
+from r2s_model.synthetic.templates import NOUNS
 
 SEEDS = range(10)
 PER_ROOM = 12

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from r2s_model.data.builders import BUILDERS, OPENINGS, RGB, Surface
-from r2s_model.data.palette import pick_color
-from r2s_model.data.parts import Part
+from r2s_model.synthetic.builders import BUILDERS, OPENINGS, RGB, Surface
+from r2s_model.synthetic.palette import pick_color
+from r2s_model.synthetic.parts import Part
 
 STRUCTURE = ("floor", "wall", "window", "door")
 # fmt: off
