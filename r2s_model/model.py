@@ -1,21 +1,24 @@
 """R2SModel: the encoder, compressor, LLM and mask decoder wired into two-stage R²S.
 
-Training (`forward`) teacher-forces both stages on a batch; inference (`encode_scene` once per
-scene, then `segment` per instruction) generates greedily and reuses the KV-cache of the prefix
-that both stages share (scene tokens + question).
+Training (`forward`) teacher-forces both stages on a batch. Inference encodes a scene once
+(`encode_scene`) and answers each instruction on it (`segment`): both stages continue one
+KV-cache, so the prefix they share (scene tokens + question) is run once, stage 1 extends it,
+the cache is cropped back to the prefix and stage 2 extends it again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from transformers import DynamicCache
 
-from r2s_model import inference
 from r2s_model.compressor import SceneCompressor
 from r2s_model.config import R2SConfig
 from r2s_model.decoder import DecoderOutput, MaskDecoder
@@ -29,8 +32,10 @@ from r2s_model.llm import (
 )
 from r2s_model.losses import set_mask_loss
 from r2s_model.prompts import IGNORE_INDEX, PRIOR, REL, SCENE, SEG, PromptBuilder, TokenSequence
-from r2s_model.scene import SceneEncoding, SceneTokens, pad_by_scene
+from r2s_model.scene import SceneEncoding, SceneTokens, capped_neighbours, pad_by_scene
 from r2s_model.spatial import SpatialEncoding
+from r2s_model.superpoints import compute_superpoints
+from r2s_model.validation import InvalidInstruction, clean_cloud, clean_instruction
 
 
 @dataclass
@@ -82,6 +87,39 @@ class TrainingBatch:
             self.batch.to(device),
             [sample.map_masks(lambda masks: masks.to(device)) for sample in self.samples],
         )
+
+
+class SegmentationStatus(StrEnum):
+    """Outcome of one instruction; mirrors SegmentationResult.STATUS_* of the ROS interface."""
+
+    OK = "ok"
+    NO_TARGET = "no_target"
+    EMPTY_SCENE = "empty_scene"
+    INVALID_INSTRUCTION = "invalid_instruction"
+
+
+@dataclass
+class RelevantPrediction:
+    """A relevant element from stage 1: mask (N,) bool over the input cloud's points."""
+
+    name: str
+    score: float
+    mask: np.ndarray
+
+
+@dataclass
+class SegmentationOutput:
+    """The answer to one instruction. target_mask (N,) bool over the input cloud's points."""
+
+    status: SegmentationStatus
+    instruction: str
+    target_mask: np.ndarray
+    target_score: float = 0.0
+    answer: str = ""
+    relevant: list[RelevantPrediction] = field(default_factory=list)
+    reason: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    generated_tokens: int = 0  # by the LLM over both stages
 
 
 class R2SModel(nn.Module):
@@ -224,14 +262,98 @@ class R2SModel(nn.Module):
 
     # ---- inference -----------------------------------------------------------------------
 
+    @torch.no_grad()
     def encode_scene(self, points: np.ndarray, colors: np.ndarray | None = None) -> SceneEncoding:
         """Validates and encodes a cloud once: points (N, 3), colors (N, 3) in [0, 1] or uint8.
         Reuse the result for every instruction while the scene is unchanged."""
-        return inference.encode_scene(self, points, colors)
+        limits = self.config.limits
+        cloud = clean_cloud(points, colors, limits)
+        if len(cloud.points) < limits.min_points:
+            return SceneEncoding(cloud, None, None, 0.0, 0.0)
+        start = time.perf_counter()
+        superpoints = compute_superpoints(cloud.points, cloud.colors, self.config.superpoints)
+        superpoints_ms = _ms_since(start)
 
-    def segment(self, scene: SceneEncoding, instruction: str) -> inference.SegmentationOutput:
-        """Segments the target of `instruction` in an encoded scene (see inference.segment)."""
-        return inference.segment(self, scene, instruction)
+        start = time.perf_counter()
+        device = self.device
+        superpoint_ids = torch.from_numpy(superpoints).to(device)
+        tokens = self.scene_tokens(
+            torch.from_numpy(cloud.points).to(device),
+            torch.from_numpy(cloud.colors).to(device),
+            superpoint_ids,
+            torch.zeros(len(superpoints), dtype=torch.long, device=device),
+            num_scenes=1,
+        )
+        capped, nearest = capped_neighbours(np.asarray(points), cloud)
+        return SceneEncoding(
+            cloud, superpoint_ids, tokens, superpoints_ms, _ms_since(start), capped, nearest
+        )
+
+    @torch.no_grad()
+    def segment(self, scene: SceneEncoding, instruction: object) -> SegmentationOutput:
+        """Segments the target of `instruction` in a scene from `encode_scene`: stage 1 names
+        and segments the relevant elements, stage 2 the target with them as priors."""
+        config = self.config
+        empty = np.zeros(scene.cloud.num_input, dtype=bool)
+        try:
+            text = clean_instruction(instruction, config.limits)
+        except InvalidInstruction as error:
+            status, reason = SegmentationStatus.INVALID_INSTRUCTION, str(error)
+            return SegmentationOutput(status, str(instruction)[:200], empty, reason=reason)
+        if scene.is_empty:
+            reason = f"{len(scene.cloud.points)} valid points (minimum {config.limits.min_points})"
+            return SegmentationOutput(SegmentationStatus.EMPTY_SCENE, text, empty, reason=reason)
+
+        timings = {"superpoints": scene.superpoints_ms, "encode": scene.encode_ms}
+        tokens = scene.tokens
+        start = time.perf_counter()
+        prompts = self.prompts
+        cache = DynamicCache()
+        prefix = prompts.prefix(text)
+        _run(self, prefix, self.compress(tokens, [text]), None, cache)
+        relevant: list[RelevantPrediction] = []
+        priors = None
+        names: list[str] = []
+        generated_tokens = 0
+        if config.mode == "two_stage":
+            generated, states = _generate(
+                self, prompts.stage1_prompt(), None, cache,
+                config.stage1_max_new_tokens, REL, config.max_relevant,
+            )  # fmt: skip
+            generated_tokens += len(generated)
+            names = prompts.relevant_names(generated)[: len(states)]
+            relevant, masks = _relevant_elements(self, scene, names, states)
+            names = [element.name for element in relevant]
+            if relevant:
+                priors = self.prior_tokens(tokens, 0, masks)
+            cache.crop(len(prefix) - cache.get_seq_length())  # negative: tokens to drop
+            timings["stage1"] = _ms_since(start)
+            start = time.perf_counter()
+            prompt = prompts.stage2_prompt(names)
+        else:
+            prompt = prompts.single_stage_prompt()
+        generated, states = _generate(
+            self, prompt, priors, cache, config.stage2_max_new_tokens, SEG, 1
+        )
+        if len(states) == 0:  # the LLM never emitted [SEG]: ask for it explicitly
+            states = _run(self, [prompts.ids[SEG]], None, None, cache)[0]
+        output = self.decode_masks([states[:1]], tokens)
+        probability = output.mask_logits[0, 0].sigmoid()
+        score = float(output.score_logits[0, 0].sigmoid())
+        target = (probability > config.mask_threshold) & tokens.mask[0]
+        timings["stage2" if config.mode == "two_stage" else "stage1"] = _ms_since(start)
+        found = score >= config.score_threshold and bool(target.any())
+        return SegmentationOutput(
+            status=SegmentationStatus.OK if found else SegmentationStatus.NO_TARGET,
+            instruction=text,
+            target_mask=scene.point_mask(target) if found else empty,
+            target_score=score,
+            answer=prompts.answer_text(generated),
+            relevant=relevant,
+            reason="" if found else "the model found no object matching the instruction",
+            timings_ms=timings,
+            generated_tokens=generated_tokens + len(generated),
+        )
 
     # ---- training ------------------------------------------------------------------------
 
@@ -350,3 +472,84 @@ class R2SModel(nn.Module):
         # Only answer positions count: a name could contain the token text, the prompt cannot.
         slots = (ids == self.prompts.ids[state_token]) & (labels != IGNORE_INDEX)
         return output.loss, [hidden[row][slots[row]] for row in range(len(sequences))]
+
+
+# The steps of `segment`, as functions of the model so that tests can drive them one by one.
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _relevant_elements(
+    model: R2SModel, scene: SceneEncoding, names: list[str], states: Tensor
+) -> tuple[list[RelevantPrediction], Tensor]:
+    """Decodes stage-1 [REL] states (K, H) and keeps confident, non-empty elements."""
+    if len(states) == 0:
+        return [], states
+    tokens: SceneTokens = scene.tokens
+    output = model.decode_masks([states], tokens)
+    probabilities = output.mask_logits[0].sigmoid() * tokens.mask[0]
+    scores = output.score_logits[0].sigmoid()
+    masks = probabilities > model.config.mask_threshold
+    keep = (scores >= model.config.score_threshold) & masks.any(1)
+    elements = [
+        RelevantPrediction(names[k], float(scores[k]), scene.point_mask(masks[k]))
+        for k in keep.nonzero().flatten().tolist()
+    ]
+    return elements, probabilities[keep]
+
+
+def _run(
+    model: R2SModel,
+    ids: list[int],
+    scene_tokens: Tensor | None,
+    priors: Tensor | None,
+    cache: DynamicCache,
+) -> tuple[Tensor, Tensor]:
+    """Feeds ids (L,) through the LLM on top of `cache` -> last-layer hidden states (L, H) and
+    the next-token logits (V,) after the last id."""
+    tensor = torch.tensor([ids], device=model.device)
+    output = model.llm(
+        inputs_embeds=model.embed(tensor, scene_tokens, priors),
+        past_key_values=cache,
+        use_cache=True,
+        output_hidden_states=True,
+    )
+    return output.hidden_states[-1][0], output.logits[0, -1]
+
+
+def _generate(
+    model: R2SModel,
+    prompt: list[int],
+    priors: Tensor | None,
+    cache: DynamicCache,
+    max_new_tokens: int,
+    state_token: str,
+    max_states: int,
+) -> tuple[list[int], Tensor]:
+    """Greedy continuation of `cache` after `prompt` (its <prior> slots filled from `priors`).
+
+    Returns the generated ids and the hidden states (K, H) the LLM produced with `state_token`
+    as input (as in teacher forcing), stopping at EOS, after `max_states` of them, or at
+    `max_new_tokens`. Placeholder tokens are never generated.
+    """
+    prompts = model.prompts
+    banned = [prompts.ids[SCENE], prompts.ids[PRIOR]]
+    state_id = prompts.ids[state_token]
+    hidden, logits = _run(model, prompt, None, priors, cache)
+    generated: list[int] = []
+    states: list[Tensor] = []
+    for _ in range(max_new_tokens):
+        logits[banned] = float("-inf")
+        token = int(logits.argmax())
+        if token == prompts.eos_id:
+            break
+        generated.append(token)
+        hidden, logits = _run(model, [token], None, None, cache)
+        if token == state_id:
+            states.append(hidden[-1])
+            if len(states) >= max_states:
+                break
+    empty = torch.zeros(0, hidden.shape[-1], device=hidden.device, dtype=hidden.dtype)
+    return generated, torch.stack(states) if states else empty

@@ -9,7 +9,7 @@ from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from r2s_model.inference import SegmentationStatus
+from r2s_model.model import SegmentationStatus
 from r2s_ros.accumulator import SceneSnapshot
 from r2s_ros.msg import RelevantElement, SegmentationResult
 from r2s_ros.pointcloud import encode_cloud

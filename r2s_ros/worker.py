@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from r2s_model.inference import SegmentationOutput
+from r2s_model.model import SegmentationOutput
 from r2s_model.scene import SceneEncoding
 from r2s_ros.accumulator import SceneSnapshot
 

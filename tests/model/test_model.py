@@ -6,8 +6,7 @@ import torch
 from transformers import DynamicCache
 
 from r2s_model.config import AugmentationConfig, InputLimits
-from r2s_model.inference import SegmentationStatus, _relevant_elements, _run
-from r2s_model.model import R2SModel
+from r2s_model.model import R2SModel, SegmentationStatus, _relevant_elements, _run
 from tests.model.tiny import object_ids, tiny_model, tiny_scene, training_batch
 
 MODES = ["two_stage", "single_stage"]

@@ -18,8 +18,7 @@ import pytest
 import rclpy
 from rclpy.context import Context
 
-from r2s_model.inference import SegmentationOutput
-from r2s_model.model import R2SModel
+from r2s_model.model import R2SModel, SegmentationOutput
 from r2s_model.scene import SceneEncoding
 from r2s_ros.msg import SegmentationResult
 from r2s_ros.node import R2SNode, serve

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from r2s_model.inference import SegmentationOutput
-from r2s_model.model import R2SModel
+from r2s_model.model import R2SModel, SegmentationOutput
 from r2s_model.scene import SceneEncoding
 from r2s_ros.accumulator import SceneSnapshot
 from r2s_ros.worker import QUEUE_FULL, SHUTTING_DOWN, Answer, InferenceWorker, InstructionJob
