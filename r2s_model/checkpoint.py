@@ -138,3 +138,12 @@ def load_checkpoint(
         raise CheckpointError(f"{weights}: does not match its config ({error})") from error
     model.llm.to(llm_dtype)
     return model.to(device).eval()
+
+
+def load_model(folder: Path, llm_source: str, device: str | torch.device) -> R2SModel:
+    """`load_checkpoint` as the node and the replay call it: `llm_source` "" uses the LLM the
+    checkpoint names, any other source is loaded (and checked against the checkpoint) instead."""
+    if not Path(folder).is_dir():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist")
+    llm = load_llm(llm_source) if llm_source else None
+    return load_checkpoint(folder, device=device, llm=llm)

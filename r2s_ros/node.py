@@ -27,10 +27,10 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from r2s_model.device import DeviceError, resolve_device
 from r2s_ros import outputs
 from r2s_ros.ingest import Drop, IngestSettings, SceneIngest
-from r2s_ros.model_loading import load_model, resolve_device
 from r2s_ros.msg import SegmentationResult
 from r2s_ros.params import ParameterError, declare_parameters
 from r2s_ros.pointcloud import encode_cloud
@@ -46,7 +46,7 @@ EXECUTOR_THREADS = 4
 
 
 class R2SNode(Node):
-    """Node `r2s`; raises ParameterError or CheckpointError when it cannot start.
+    """Node `r2s`; raises ParameterError, DeviceError or CheckpointError when it cannot start.
 
     `model`: an already loaded model, for a process that embeds the node (composition, tests);
     it is used as it is, and the `checkpoint` and `llm_source` parameters are ignored. None
@@ -191,7 +191,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
         node = R2SNode()
-    except (ParameterError, CheckpointError) as error:
+    except (ParameterError, DeviceError, CheckpointError) as error:
         print(f"r2s: cannot start: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
 from r2s_model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from r2s_model.data.io import SyntheticDataset
+from r2s_model.device import DeviceError, resolve_device
 from r2s_model.eval.metrics import SampleResult, score_sample, summarize
 from r2s_model.eval.render import render_top_down
 from r2s_model.model import R2SModel
@@ -136,14 +136,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("report.json"))
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--renders", type=int, default=3, help="best and worst samples to render")
     args = parser.parse_args(argv)
 
     if not (args.checkpoint / "config.json").is_file() and args.checkpoint == DEFAULT_CHECKPOINT:
         parser.error(f"no shipped model at {DEFAULT_CHECKPOINT}; pass --checkpoint PATH")
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        parser.error(str(error))
     dataset = SyntheticDataset(args.data, args.split)
-    model = load_checkpoint(args.checkpoint, device=args.device)
+    model = load_checkpoint(args.checkpoint, device=device)
     results, details = evaluate(model, dataset, limit=args.limit)
     summary = summarize(results)
     render_folder = args.out.with_name(args.out.stem + "_renders")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from r2s_model.config import ConfigError
+from r2s_model.device import DeviceError
 from r2s_model.train.config import load_train_config
 from r2s_model.train.trainer import Trainer
 
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as error:
         parser.error(str(error))
     command = ["r2s-train", *(sys.argv[1:] if argv is None else argv)]
-    trainer = Trainer(config, command)
+    try:
+        trainer = Trainer(config, command)
+    except DeviceError as error:
+        parser.error(str(error))
     summary = trainer.run()
     if not trainer.dist.is_main:
         return

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from r2s_model.checkpoint import save_checkpoint
 from r2s_model.data.io import SyntheticDataset
+from r2s_model.device import resolve_device
 from r2s_model.eval.evaluate import evaluate
 from r2s_model.eval.metrics import summarize
 from r2s_model.model import R2SModel
@@ -38,12 +39,6 @@ from r2s_model.train.schedule import warmup_cosine
 
 VAL_KEYS = ("miou", "acc25", "acc50", "no_target_acc", "relevant_recall", "num_samples")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
 
 
 class Trainer:

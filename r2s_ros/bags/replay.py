@@ -23,8 +23,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
 from r2s_model.data.errors import DatasetFormatError
+from r2s_model.device import DeviceError, resolve_device
 from r2s_ros.accumulator import SceneSnapshot
 from r2s_ros.bags import contract
 from r2s_ros.bags.reader import BagError, BagMessage, BagTopics, ReplayBag
@@ -39,7 +40,6 @@ from r2s_ros.bags.report import (
     write_report,
 )
 from r2s_ros.ingest import IngestSettings, SceneIngest
-from r2s_ros.model_loading import load_model, resolve_device
 from r2s_ros.params import NodeParameters, ParameterError, parameters_from_file
 from r2s_ros.worker import Answer, InferenceWorker, InstructionJob, SegmentationModel
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         truth = load_ground_truth(bag)
         run = _run_live if args.live else _run_offline
         outcomes, meta, radius = run(bag, args)
-    except (BagError, CheckpointError, ParameterError, ReplayError) as error:
+    except (BagError, CheckpointError, DeviceError, ParameterError, ReplayError) as error:
         print(f"r2s-replay: {error}", file=sys.stderr)
         return 2
     report, scores = build_report(outcomes, truth, radius, meta)
