@@ -10,8 +10,9 @@ them): over DDS a cloud and the odometry of its instant arrive on separate subsc
 either order, and looking the pose up at once would drop the cloud whenever it came first.
 Odometry is assumed to arrive in stamp order.
 
-Messages are duck-typed: rclpy messages and messages that rosbags deserialised from a bag both
-work (PointCloud2 and nav_msgs/Odometry fields), and nothing here imports ROS.
+Messages are typed structurally (`message_types`): rclpy messages and messages that rosbags
+deserialised from a bag both work (PointCloud2 and nav_msgs/Odometry fields), and nothing here
+imports ROS.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from r2s_ros.accumulator import AccumulatorConfig, SceneAccumulator, SceneSnapshot
+from r2s_ros.message_types import OdometryMessage, PointCloudMessage
 from r2s_ros.params import NodeParameters
 from r2s_ros.pointcloud import CloudError, decode_cloud
 from r2s_ros.poses import PoseBuffer, pose_from_odometry, stamp_seconds, transform_points
@@ -91,7 +92,7 @@ class SceneIngest:
         self._poses = PoseBuffer()
         self._waiting: deque[_SensorCloud] = deque()  # stamps newer than every pose, in order
 
-    def add_cloud(self, msg: Any) -> list[Drop]:
+    def add_cloud(self, msg: PointCloudMessage) -> list[Drop]:
         """Fuses a PointCloud2 into the scene, now or once its pose came; returns the drops."""
         self.counts["clouds_received"] += 1
         try:
@@ -118,7 +119,7 @@ class SceneIngest:
             return [self._drop("no_pose", message)]
         return []
 
-    def add_odometry(self, msg: Any) -> list[Drop]:
+    def add_odometry(self, msg: OdometryMessage) -> list[Drop]:
         """Buffers the pose of a nav_msgs/Odometry and places the clouds that waited for it;
         returns the drops."""
         if msg.header.frame_id != self.settings.fixed_frame:

@@ -4,24 +4,27 @@ Both directions go through one numpy structured view of the whole buffer and cop
 a single strided copy (measured faster than copying whole records or subarray fields); no Python
 runs per point.
 
-Decoding needs no ROS import: `decode_cloud` reads any object with PointCloud2's fields, an rclpy
-message or one that rosbags deserialised from a bag (its `data` a numpy array), so the node and
-the bag replay decode with the same code. Encoding likewise: `pack_cloud` gives the bytes and
-fields that `encode_cloud` wraps in an rclpy message (importing sensor_msgs only then) and that
-the bag writer wraps in a rosbags one.
+Decoding needs no ROS import: `decode_cloud` reads any object with PointCloud2's fields
+(`message_types.PointCloudMessage`), an rclpy message or one that rosbags deserialised from a bag
+(its `data` a numpy array), so the node and the bag replay decode with the same code. Encoding
+likewise: `pack_cloud` gives the bytes and fields that `encode_cloud` wraps in an rclpy message
+(importing sensor_msgs only then) and that the bag writer wraps in a rosbags one.
 """
 
 from __future__ import annotations
 
 import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from r2s_ros.message_types import PointCloudMessage, PointFieldMessage
+
 if TYPE_CHECKING:
-    from sensor_msgs.msg import PointCloud2, PointField
+    from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
 
 
@@ -100,7 +103,7 @@ class DecodedCloud:
     num_nonfinite: int  # points dropped because x, y or z was NaN or inf
 
 
-def decode_cloud(msg: PointCloud2, *, max_points: int = 5_000_000) -> DecodedCloud:
+def decode_cloud(msg: PointCloudMessage, *, max_points: int = 5_000_000) -> DecodedCloud:
     """Decodes `msg` into (N, 3) float32 points (NaN/inf rows dropped) with their colours and
     intensities; raises CloudError, never another error, for a malformed or oversized cloud.
 
@@ -201,7 +204,7 @@ def encode_cloud(points: np.ndarray, colors: np.ndarray | None, header: Header) 
     return msg
 
 
-def _check_geometry(msg: PointCloud2, max_points: int) -> None:
+def _check_geometry(msg: PointCloudMessage, max_points: int) -> None:
     if msg.point_step == 0:
         raise CloudError("bad_step", "point_step is 0")
     num_points = msg.width * msg.height
@@ -224,9 +227,11 @@ def _check_geometry(msg: PointCloud2, max_points: int) -> None:
         )
 
 
-def _fields_by_name(fields: list[PointField], point_step: int) -> dict[str, PointField]:
+def _fields_by_name(
+    fields: Sequence[PointFieldMessage], point_step: int
+) -> dict[str, PointFieldMessage]:
     """All fields by name, each checked to have a known datatype and to end within the point."""
-    by_name: dict[str, PointField] = {}
+    by_name: dict[str, PointFieldMessage] = {}
     for field in fields:
         if field.name in by_name:
             raise CloudError("duplicate_field", f"field {field.name!r} appears twice")
@@ -245,7 +250,7 @@ def _fields_by_name(fields: list[PointField], point_step: int) -> dict[str, Poin
     return by_name
 
 
-def _check_single(field: PointField) -> None:
+def _check_single(field: PointFieldMessage) -> None:
     """Fields that this codec reads must hold one element each."""
     if field.count != 1:
         raise CloudError(
@@ -253,12 +258,12 @@ def _check_single(field: PointField) -> None:
         )
 
 
-def _scalar(field: PointField, byte_order: str) -> tuple[np.dtype, int]:
+def _scalar(field: PointFieldMessage, byte_order: str) -> tuple[np.dtype, int]:
     _check_single(field)
     return np.dtype(_ELEMENT_TYPES[field.datatype]).newbyteorder(byte_order), field.offset
 
 
-def _xyz_layout(fields: dict[str, PointField], byte_order: str) -> _Layout:
+def _xyz_layout(fields: dict[str, PointFieldMessage], byte_order: str) -> _Layout:
     missing = [axis for axis in "xyz" if axis not in fields]
     if missing:
         raise CloudError(
@@ -274,7 +279,7 @@ def _xyz_layout(fields: dict[str, PointField], byte_order: str) -> _Layout:
 
 
 def _color_layout(
-    fields: dict[str, PointField], byte_order: str, big_endian: bool
+    fields: dict[str, PointFieldMessage], byte_order: str, big_endian: bool
 ) -> tuple[_Layout, bool]:
     """The r, g, b entries of the decode view (empty without colour), and whether they are
     floats in [0, 1] rather than bytes."""
@@ -302,7 +307,7 @@ def _color_layout(
     return layout, datatypes != {Datatype.UINT8}
 
 
-def _strided_view(msg: PointCloud2, layout: _Layout) -> np.ndarray:
+def _strided_view(msg: PointCloudMessage, layout: _Layout) -> np.ndarray:
     """(height, width) structured view of `msg.data` holding only the fields in `layout`; the
     strides skip padding bytes, other fields and row padding without copying."""
     record = np.dtype(

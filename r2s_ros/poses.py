@@ -14,14 +14,11 @@ Stamps are float seconds (`stamp_seconds`); float64 resolves them to under a mic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-if TYPE_CHECKING:
-    from builtin_interfaces.msg import Time
-    from nav_msgs.msg import Odometry
+from r2s_ros.message_types import OdometryMessage, TimeMessage
 
 
 @dataclass
@@ -118,12 +115,12 @@ class PoseBuffer:
         return Pose(stamp_s, (1 - fraction) * start + fraction * end, rotation)
 
 
-def stamp_seconds(stamp: Time) -> float:
+def stamp_seconds(stamp: TimeMessage) -> float:
     """A builtin_interfaces/Time as float seconds; use it for cloud and pose stamps alike."""
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def pose_from_odometry(msg: Odometry) -> Pose:
+def pose_from_odometry(msg: OdometryMessage) -> Pose:
     """The pose of msg.child_frame_id in msg.header.frame_id at the header stamp.
 
     Raises ValueError for an all-zero (uninitialised) orientation quaternion.

@@ -3,17 +3,21 @@ r2s-make-bag writes, built here so that tests and tools can write the same messa
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from r2s_ros.bags import contract
 from r2s_ros.bags.scan_sim import ScanFrame
+from r2s_ros.message_types import (
+    HeaderMessage,
+    OdometryMessage,
+    PointCloudMessage,
+    StringMessage,
+)
 from r2s_ros.pointcloud import pack_cloud
 
 
-def cloud_message(frame: ScanFrame, stamp_ns: int) -> Any:
+def cloud_message(frame: ScanFrame, stamp_ns: int) -> PointCloudMessage:
     """sensor_msgs/PointCloud2 (rosbags) of a frame's points in the sensor frame."""
     types = contract.typestore().types
     packed = pack_cloud(frame.points, frame.colors)
@@ -33,7 +37,7 @@ def cloud_message(frame: ScanFrame, stamp_ns: int) -> Any:
     )
 
 
-def odometry_message(frame: ScanFrame, stamp_ns: int) -> Any:
+def odometry_message(frame: ScanFrame, stamp_ns: int) -> OdometryMessage:
     """nav_msgs/Odometry (rosbags): the sensor pose of a frame in the map; zero twist."""
     types = contract.typestore().types
     x, y, z = frame.translation.tolist()
@@ -54,12 +58,12 @@ def odometry_message(frame: ScanFrame, stamp_ns: int) -> Any:
     )
 
 
-def instruction_message(text: str) -> Any:
+def instruction_message(text: str) -> StringMessage:
     """std_msgs/String (rosbags)."""
     return contract.typestore().types[contract.INSTRUCTION_TYPE](data=text)
 
 
-def header(stamp_ns: int, frame_id: str) -> Any:
+def header(stamp_ns: int, frame_id: str) -> HeaderMessage:
     """std_msgs/Header (rosbags) of a bag time in nanoseconds."""
     types = contract.typestore().types
     sec, nanosec = divmod(int(stamp_ns), 10**9)

@@ -56,7 +56,7 @@ class BagMessage:
     role: str  # "points" | "odometry" | "instruction"
     topic: str
     stamp_ns: int  # bag time
-    message: Any
+    message: Any  # by role: a PointCloudMessage, OdometryMessage or StringMessage (rosbags)
     raw: bytes
 
 

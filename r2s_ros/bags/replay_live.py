@@ -47,7 +47,7 @@ from r2s_ros.accumulator import SceneSnapshot
 from r2s_ros.bags import contract
 from r2s_ros.bags.reader import BagMessage, ReplayBag
 from r2s_ros.bags.report import ERROR, TIMEOUT, Outcome, RelevantOutcome, ReplayError
-from r2s_ros.msg import SegmentationResult
+from r2s_ros.msg import RelevantElement, SegmentationResult
 from r2s_ros.params import NodeParameters, parameters_from_values
 from r2s_ros.pointcloud import decode_cloud
 
@@ -196,7 +196,7 @@ def _interface_folder() -> Path:
     raise ReplayError(f"r2s_ros message definitions not found in {candidates}")
 
 
-def _relevant(element: Any, scene: SceneSnapshot, radius: float) -> RelevantOutcome:
+def _relevant(element: RelevantElement, scene: SceneSnapshot, radius: float) -> RelevantOutcome:
     """A relevant element from its box: the rebuilt scene's points inside it (grown by radius),
     since the result carries boxes, not masks."""
     centre = np.array([element.centroid.x, element.centroid.y, element.centroid.z])
@@ -363,7 +363,9 @@ class _Session:
         while not done() and (left := end - time.perf_counter()) > 0:
             self.executor.spin_once(timeout_sec=min(0.05, left))
 
-    def _recorder(self, topic: str, kind: type, handler: Any) -> Any:
+    def _recorder(
+        self, topic: str, kind: type, handler: Callable[[Any], None] | None
+    ) -> Callable[[bytes], None]:
         def record(raw: bytes) -> None:
             self.writer.write(self.connections[topic], time.time_ns(), raw)
             if handler is not None:
