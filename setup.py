@@ -30,6 +30,8 @@ setup(
             "r2s-gen-data=r2s_model.synthetic.generate:main",
             "r2s-eval=r2s_model.eval.evaluate:main",
             "r2s-train=r2s_model.train.cli:main",
+            "r2s-pretrain=r2s_model.train.cli:pretrain_main",
+            "r2s-cache-objects=r2s_model.objects.cache:main",
             "r2s-node=r2s_ros.node:main",
             "r2s-make-bag=r2s_ros.bags.make_bag:main",
             "r2s-replay=r2s_ros.bags.replay:main",

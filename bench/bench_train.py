@@ -21,7 +21,7 @@ from results_file import write_result
 
 from r2s_model.synthetic.generate import generate_dataset
 from r2s_model.train.config import load_train_config
-from r2s_model.train.trainer import Trainer
+from r2s_model.train.trainer import r2s_trainer
 
 CONFIG = Path(__file__).parents[1] / "configs" / "train" / "default.yaml"
 
@@ -29,7 +29,7 @@ CONFIG = Path(__file__).parents[1] / "configs" / "train" / "default.yaml"
 def time_steps(data: Path, out: Path, mode: str, args: argparse.Namespace) -> dict[str, float]:
     overrides = [f"data.root={data}", f"out={out}", f"model.mode={mode}"]
     overrides += [f"threads={args.threads}", f"device={args.device}"]
-    trainer = Trainer(load_train_config(CONFIG, overrides))
+    trainer = r2s_trainer(load_train_config(CONFIG, overrides))
     trainer.optimiser_step()  # warm-up: allocator, spconv kernels
     seconds, samples = [], 0
     for _ in range(args.steps):

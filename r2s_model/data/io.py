@@ -151,6 +151,14 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def scene_ids(root: Path, split: str) -> list[str]:
+    """Sorted ids of the scene files of `split` (their names start with the split)."""
+    found = sorted(p.stem for p in (Path(root) / "scenes").glob(f"{split}_*.npz"))
+    if not found:
+        raise DatasetFormatError(f"{Path(root) / 'scenes'}: no {split!r} scenes")
+    return found
+
+
 class SyntheticDataset:
     """One split of a generated dataset: its records, and its scenes loaded on demand (LRU)."""
 

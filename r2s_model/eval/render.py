@@ -54,3 +54,31 @@ def render_top_down(
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def render_instances(
+    path: Path,
+    points: np.ndarray,
+    panels: list[tuple[str, np.ndarray]],
+    title: str,
+    max_points: int = 80_000,
+) -> Path:
+    """Side-by-side top-down views, one colour per instance: panels of (name, (N,) int ids)."""
+    chosen = np.arange(len(points))
+    if len(chosen) > max_points:
+        chosen = chosen[:: len(chosen) // max_points + 1]
+    chosen = chosen[np.argsort(points[chosen, 2], kind="stable")]  # highest drawn last
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 6), dpi=110)
+    palette = plt.get_cmap("tab20")
+    for axis, (name, ids) in zip(np.atleast_1d(axes), panels, strict=True):
+        _, dense = np.unique(ids[chosen], return_inverse=True)
+        # A fixed shuffle of the palette, so neighbouring ids rarely share a colour.
+        colours = palette((dense * 7) % 20)
+        axis.scatter(points[chosen, 0], points[chosen, 1], s=0.8, c=colours, linewidths=0)
+        axis.set_aspect("equal")
+        axis.set(xlabel="x [m]", ylabel="y [m]", title=f"{name} ({len(np.unique(ids))})")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

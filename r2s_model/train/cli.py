@@ -1,7 +1,8 @@
-"""r2s-train: train an R²S model on a synthetic split.
+"""r2s-train and r2s-pretrain: one command line for every training task.
 
     r2s-train --config configs/train/default.yaml [--set optim.steps=100 model.mode=single_stage]
-    torchrun --nproc-per-node 4 -m r2s_model.train.cli --config ...   (data-parallel)
+    r2s-pretrain --config configs/train/pretrain.yaml [--set optim.lr=1e-3]
+    torchrun --nproc-per-node 4 -m r2s_model.train.cli --config ...   (data-parallel R2S)
 
 Rerunning the same command continues from `<out>/resume.pt` if it exists.
 """
@@ -11,28 +12,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from r2s_model.config import ConfigError
 from r2s_model.device import DeviceError
-from r2s_model.train.config import load_train_config
-from r2s_model.train.trainer import Trainer
+from r2s_model.train.config import PretrainConfig, RunConfig, TrainConfig, load_train_config
+from r2s_model.train.loop import Trainer, TrainingTask
+from r2s_model.train.pretrain import ParserTask
+from r2s_model.train.trainer import R2STask
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="r2s-train", description=__doc__.splitlines()[0])
+def run(
+    prog: str,
+    description: str,
+    kind: type[RunConfig],
+    make_task: Callable[[RunConfig], TrainingTask],
+    argv: list[str] | None,
+) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", type=Path, help="training YAML (configs/train/)")
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. optim.lr=1e-4"
     )
     args = parser.parse_args(argv)
     try:
-        config = load_train_config(args.config, args.set)
+        config = load_train_config(args.config, args.set, kind)
     except ConfigError as error:
         parser.error(str(error))
-    command = ["r2s-train", *(sys.argv[1:] if argv is None else argv)]
+    command = [prog, *(sys.argv[1:] if argv is None else argv)]
+    task = make_task(config)
     try:
-        trainer = Trainer(config, command)
+        trainer = Trainer(config, task, command)
     except DeviceError as error:
         parser.error(str(error))
     summary = trainer.run()
@@ -41,9 +52,22 @@ def main(argv: list[str] | None = None) -> None:
     if not summary:
         print(f"stopped at step {trainer.step}; rerun the same command to resume")
     else:
-        keys = ("num_samples", "miou", "acc25", "acc50", "no_target_acc", "relevant_recall")
-        print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
+        print(json.dumps({k: summary.get(k) for k in task.val_keys}, indent=2))
         print(f"model: {Path(config.out) / 'model'}  curves: {Path(config.out) / 'curves.png'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run("r2s-train", "Train an R2S model on a synthetic split.", TrainConfig, R2STask, argv)
+
+
+def pretrain_main(argv: list[str] | None = None) -> None:
+    run(
+        "r2s-pretrain",
+        "Pretrain the scene parser on the benchmark's per-point labels.",
+        PretrainConfig,
+        ParserTask,
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ from typing import Any, Literal
 import yaml
 
 from r2s_model.config import ConfigError, R2SConfig, from_mapping
+from r2s_model.objects.batches import AugmentConfig
+from r2s_model.objects.losses import ParserLossWeights
+from r2s_model.objects.parser import ParserConfig
 
 
 @dataclass
@@ -42,7 +45,9 @@ class EvalConfig:
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """What every training run has, whatever it trains."""
+
     out: str = "runs/default"
     seed: int = 0
     device: str = "auto"  # auto = cuda when available
@@ -53,30 +58,72 @@ class TrainConfig:
     # time limits); rerunning the command resumes
     log_every: int = 5
     export_dtype: Literal["float32", "float16", "bfloat16"] = "float16"  # the final model's weights
-    data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    model: R2SConfig = field(default_factory=R2SConfig)
 
     def __post_init__(self) -> None:
         for name, value in (
             ("optim.steps", self.optim.steps),
             ("optim.accumulation", self.optim.accumulation),
-            ("data.scenes_per_batch", self.data.scenes_per_batch),
-            ("data.samples_per_scene", self.data.samples_per_scene),
-            ("data.max_points", self.data.max_points),
             ("save_every", self.save_every),
             ("log_every", self.log_every),
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
-        if not 0.0 < self.data.min_keep <= 1.0:
-            raise ConfigError(f"data.min_keep must lie in (0, 1], got {self.data.min_keep}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """r2s-train: the R2S model on instruction samples."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: R2SConfig = field(default_factory=R2SConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, value in (
+            ("data.scenes_per_batch", self.data.scenes_per_batch),
+            ("data.samples_per_scene", self.data.samples_per_scene),
+            ("data.max_points", self.data.max_points),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if not 0.0 < self.data.min_keep <= 1.0:
+            raise ConfigError(f"data.min_keep must lie in (0, 1], got {self.data.min_keep}")
+
+
+@dataclass
+class PretrainDataConfig:
+    root: str = "data/r2s-pretrain"  # a folder written by r2s-gen-data
+    train_split: str = "train"
+    val_split: str = "val"
+    scenes_per_batch: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class PretrainConfig(RunConfig):
+    """r2s-pretrain: the scene parser on per-point labels (eval.limit counts val scenes)."""
+
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    model: ParserConfig = field(default_factory=ParserConfig)
+    loss: ParserLossWeights = field(default_factory=ParserLossWeights)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.data.scenes_per_batch < 1:
+            raise ConfigError(
+                f"data.scenes_per_batch must be at least 1, got {self.data.scenes_per_batch}"
+            )
+        if not 0.0 < self.data.augment.min_keep <= 1.0:
+            raise ConfigError(
+                f"data.augment.min_keep must lie in (0, 1], got {self.data.augment.min_keep}"
+            )
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -87,8 +134,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), yaml.safe_load(value)
 
 
-def load_train_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Reads the YAML (if given), applies the overrides in order, validates everything."""
+def load_train_config(
+    path: Path | None, overrides: list[str] = (), kind: type[RunConfig] = TrainConfig
+) -> Any:
+    """Reads the YAML (if given) as `kind`, applies the overrides in order, validates all."""
     values: dict[str, Any] = {}
     if path is not None:
         try:
@@ -103,4 +152,4 @@ def load_train_config(path: Path | None, overrides: list[str] = ()) -> TrainConf
             if not isinstance(node, dict):
                 raise ConfigError(f"override {override!r}: {key!r} is not a section")
         node[keys[-1]] = value
-    return from_mapping(TrainConfig, values, "train config")
+    return from_mapping(kind, values, "train config")

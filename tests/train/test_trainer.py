@@ -16,7 +16,7 @@ from r2s_model.eval.metrics import summarize
 from r2s_model.model import R2SModel
 from r2s_model.synthetic.generate import generate_dataset
 from r2s_model.train.config import TrainConfig, load_train_config
-from r2s_model.train.trainer import Trainer
+from r2s_model.train.trainer import r2s_trainer
 
 SMOKE = Path(__file__).parents[2] / "configs" / "train" / "smoke.yaml"
 
@@ -44,8 +44,8 @@ def logged(out: Path, key: str) -> list[dict]:
 
 
 def test_smoke_training_lowers_the_loss_and_raises_the_iou(one_scene: Path, tmp_path: Path) -> None:
-    trainer = Trainer(smoke_config(one_scene, tmp_path / "run"))
-    before = summarize(evaluate(trainer.model.eval(), trainer.val_set)[0])
+    trainer = r2s_trainer(smoke_config(one_scene, tmp_path / "run"))
+    before = summarize(evaluate(trainer.model.eval(), trainer.task.val_set)[0])
     after = trainer.run()
 
     losses = [entry["loss"] for entry in logged(tmp_path / "run", "loss")]
@@ -78,11 +78,11 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
 ) -> None:
     # One thread: multi-threaded CPU kernels sum in varying order (last-bit differences).
     overrides = ("optim.steps=6", "save_every=2", "eval.final_limit=1", "threads=1")
-    Trainer(smoke_config(one_scene, tmp_path / "straight", *overrides)).run()
-    stopped = Trainer(smoke_config(one_scene, tmp_path / "resumed", *overrides, "stop_after=3"))
+    r2s_trainer(smoke_config(one_scene, tmp_path / "straight", *overrides)).run()
+    stopped = r2s_trainer(smoke_config(one_scene, tmp_path / "resumed", *overrides, "stop_after=3"))
     assert stopped.run() == {} and stopped.step == 3
     assert not (tmp_path / "resumed" / "model").exists()
-    resumed = Trainer(smoke_config(one_scene, tmp_path / "resumed", *overrides))
+    resumed = r2s_trainer(smoke_config(one_scene, tmp_path / "resumed", *overrides))
     assert resumed.step == 3
     resumed.run()
 

@@ -1,0 +1,1 @@
+"""Scene understanding: a pretrained encoder labels superpoints and groups them into objects."""
