@@ -1,10 +1,13 @@
 """r2s-eval: evaluate a checkpoint on a split of the synthetic benchmark.
 
     r2s-eval --data data/r2s --split val [--checkpoint PATH] --out report.json
+    r2s-eval --task scene --data data/r2s --split val [--parser PATH] --out scene.json
 
-Runs the same inference path as the node (superpoints, encoder, both stages) once per scene
-and per instruction, scores every sample (r2s_model/eval/metrics.py), prints a table, writes
-the JSON report and top-down renders of the best and worst samples next to it.
+The referring task (default) runs the same inference path as the node (superpoints, encoder,
+both stages) once per scene and per instruction, scores every sample (r2s_model/eval/metrics.py),
+prints a table, writes the JSON report and top-down renders of the best and worst samples next
+to it. The scene task scores the scene parser's categories and object proposals
+(r2s_model/eval/scene_eval.py).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from r2s_model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from r2s_model.data.io import SyntheticDataset
 from r2s_model.device import DeviceError, resolve_device
 from r2s_model.eval.metrics import SampleResult, score_sample, summarize
 from r2s_model.eval.render import render_top_down
+from r2s_model.eval.scene_eval import run_scene_task
 from r2s_model.model import R2SModel
+from r2s_model.objects.checkpoint import DEFAULT_PARSER, load_parser
 
 
 def evaluate(
@@ -129,23 +134,41 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="r2s-eval", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--task",
+        choices=("referring", "scene"),
+        default="referring",
+        help="referring: instructions (default); scene: categories and object proposals",
+    )
     parser.add_argument("--data", type=Path, required=True, help="a folder from r2s-gen-data")
     parser.add_argument("--split", default="val")
     parser.add_argument(
         "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="default: the shipped model"
     )
+    parser.add_argument(
+        "--parser", type=Path, default=DEFAULT_PARSER, help="scene task: the parser's weights"
+    )
     parser.add_argument("--out", type=Path, default=Path("report.json"))
-    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="evaluate the first N samples (scenes: N scenes)"
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--renders", type=int, default=3, help="best and worst samples to render")
     args = parser.parse_args(argv)
-
-    if not (args.checkpoint / "config.json").is_file() and args.checkpoint == DEFAULT_CHECKPOINT:
-        parser.error(f"no shipped model at {DEFAULT_CHECKPOINT}; pass --checkpoint PATH")
     try:
         device = resolve_device(args.device)
     except DeviceError as error:
         parser.error(str(error))
+    if args.task == "scene":
+        try:
+            scene_parser = load_parser(args.parser, device)
+        except CheckpointError as error:
+            parser.error(str(error))
+        run_scene_task(scene_parser, args.data, args.split, args.out, args.limit)
+        return
+
+    if not (args.checkpoint / "config.json").is_file() and args.checkpoint == DEFAULT_CHECKPOINT:
+        parser.error(f"no shipped model at {DEFAULT_CHECKPOINT}; pass --checkpoint PATH")
     dataset = SyntheticDataset(args.data, args.split)
     model = load_checkpoint(args.checkpoint, device=device)
     results, details = evaluate(model, dataset, limit=args.limit)
