@@ -33,6 +33,40 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used, with the file and the reason."""
 
 
+def write_weights_folder(
+    folder: Path, state: dict[str, torch.Tensor], description: dict[str, Any], dtype: torch.dtype
+) -> Path:
+    """Writes `model.safetensors` (floating-point tensors in `dtype`) and `config.json`
+    (`description`) atomically: a temporary folder renamed into place."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        stored = {
+            k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+            for k, v in state.items()
+        }
+        safetensors.torch.save_file(stored, staging / WEIGHTS_FILE)
+        (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2, default=str) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a folder's `model.safetensors`; CheckpointError when missing or corrupt."""
+    weights = Path(folder) / WEIGHTS_FILE
+    try:
+        return safetensors.torch.load_file(weights)
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights}: missing") from None
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{weights}: unreadable or corrupt ({error})") from error
+
+
 def save_checkpoint(
     model: R2SModel,
     folder: Path,
@@ -40,39 +74,24 @@ def save_checkpoint(
     *,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Writes the checkpoint atomically (a temporary folder renamed into place).
+    """Writes the checkpoint atomically.
 
     `metadata` (JSON-serialisable: training command, data spec, metrics, ...) is stored as is.
     Floating-point weights are stored in `dtype` (float16 halves a shipped model's size) and
     loaded back into the model's float32 parameters.
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        state = {
-            k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-            for k, v in model.trainable_state().items()
-        }
-        safetensors.torch.save_file(state, staging / WEIGHTS_FILE)
-        description = {
-            "format": FORMAT,
-            "version": VERSION,
-            "config": model.config.to_dict(),
-            "llm": {
-                "source": model.llm_bundle.source,
-                "weights_sha256": model.llm_bundle.weights_sha256,
-            },
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-            "metadata": metadata or {},
-        }
-        (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    description = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config.to_dict(),
+        "llm": {
+            "source": model.llm_bundle.source,
+            "weights_sha256": model.llm_bundle.weights_sha256,
+        },
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "metadata": metadata or {},
+    }
+    return write_weights_folder(folder, model.trainable_state(), description, dtype)
 
 
 def read_checkpoint_config(folder: Path) -> dict[str, Any]:
@@ -124,13 +143,8 @@ def load_checkpoint(
             f"(weights sha256 {recorded.get('weights_sha256')}), but the LLM given is "
             f"{llm.source!r} (sha256 {llm.weights_sha256}); load it with the LLM it was trained on"
         )
+    state = read_weights(folder)
     weights = folder / WEIGHTS_FILE
-    try:
-        state = safetensors.torch.load_file(weights)
-    except FileNotFoundError:
-        raise CheckpointError(f"{weights}: missing") from None
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{weights}: unreadable or corrupt ({error})") from error
     model = R2SModel(config, llm)
     try:
         model.load_trainable_state(state)
