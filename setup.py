@@ -9,7 +9,7 @@ setup(
     license="Apache-2.0",
     python_requires="==3.11.*",
     packages=find_packages(include=["r2s_model", "r2s_model.*", "r2s_ros", "r2s_ros.*"]),
-    package_data={"r2s_model": ["weights/default/*"]},  # the shipped model
+    package_data={"r2s_model": ["weights/default/*", "weights/parser/*"]},  # the shipped models
     install_requires=[
         "numpy",
         "scipy",
