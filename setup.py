@@ -24,6 +24,9 @@ setup(
         "gguf",
         "peft",
         "rosbags",
+        "plyfile",
+        "pypcd4",
+        "laspy[lazrs]",
     ],
     entry_points={
         "console_scripts": [
@@ -36,6 +39,7 @@ setup(
             "r2s-make-bag=r2s_ros.bags.make_bag:main",
             "r2s-replay=r2s_ros.bags.replay:main",
             "r2s-demo=r2s_ros.bags.demo:main",
+            "r2s-segment=r2s_ros.segment.cli:main",
         ]
     },
 )
