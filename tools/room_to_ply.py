@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     room = generate_room(args.seed, points_per_m2=args.points_per_m2)
     colors = np.rint(room.colors * 255).astype(np.uint8)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, lambda path: write_ply(path, room.points, colors))
+    atomic_write({args.out: lambda path: write_ply(path, room.points, colors)})
     print(f"{args.out}: room {args.seed}, {len(room.points)} points, {len(room.objects)} objects")
 
 

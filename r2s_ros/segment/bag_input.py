@@ -50,6 +50,7 @@ def read_bag_cloud(
             bag = ReplayBag(
                 folder, BagTopics(points=topic, odometry=odometry_topic, instruction="")
             )
+            parameters = dataclasses.replace(parameters, pose_source="odometry")
         else:
             parameters = dataclasses.replace(
                 parameters, fixed_frame=_first_frame(bag), pose_source="fixed"

@@ -1,8 +1,8 @@
 """What r2s-segment writes for each instruction, in the input's frame and units:
 `<stem>.ply` (the target points), `<stem>.png` (the render) and `<stem>.json` (the result).
 
-Each file is written under a temporary name and renamed into place, so a file either is
-complete or is not there; the JSON comes last, so its presence means the answer's files are.
+The three are written under temporary names and renamed into place once all are complete, so
+an answer's files are all there or none is (the JSON is renamed last).
 """
 
 from __future__ import annotations
@@ -90,12 +90,17 @@ def write_answer(
     figure: Figure,
 ) -> dict[str, str]:
     """Writes `<stem>.ply` (target points (M, 3) and colours (M, 3) uint8 or None), `.png`
-    (the figure), then `.json` (`result` with `files` added) into `out`; -> paths by kind."""
+    (the figure) and `.json` (`result` with `files` added) into `out`, all or none; -> paths."""
     paths = {kind: out / f"{stem}.{kind}" for kind in ("ply", "png", "json")}
-    atomic_write(paths["ply"], lambda path: write_ply(path, *target))
-    atomic_write(paths["png"], lambda path: figure.savefig(path, format="png"))
     result["files"] = {kind: str(path) for kind, path in paths.items()}
-    atomic_write(paths["json"], lambda path: path.write_text(json.dumps(result, indent=2) + "\n"))
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(
+        {
+            paths["ply"]: lambda path: write_ply(path, *target),
+            paths["png"]: lambda path: figure.savefig(path, format="png"),
+            paths["json"]: lambda path: path.write_text(text),
+        }
+    )
     return result["files"]
 
 
@@ -114,12 +119,15 @@ def write_ply(path: Path, points: np.ndarray, colors: np.ndarray | None) -> None
     PlyData([PlyElement.describe(vertex, "vertex")]).write(str(path))
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Calls `write` on a temporary path beside `path` and renames it into place; on any error
-    nothing is left (an existing `path` is kept)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+def atomic_write(writes: dict[Path, Callable[[Path], object]]) -> None:
+    """Calls each writer on a temporary path beside its file, then renames them all into place
+    (in order); when a writer fails, no file of the set is touched and no temporary is left."""
+    temporaries = {path: path.with_name(f".{path.name}.{os.getpid()}.partial") for path in writes}
     try:
-        write(temporary)
-        os.replace(temporary, path)
+        for path, write in writes.items():
+            write(temporaries[path])
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
     finally:
-        temporary.unlink(missing_ok=True)
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import laspy
 import numpy as np
 from plyfile import PlyData
-from pypcd4 import PointCloud
+from pypcd4 import Encoding, PointCloud
 
 # Field names of colour channels, as writers spell them.
 COLOUR_FIELDS = (
@@ -117,11 +117,8 @@ def colour_bytes(source: str, values: np.ndarray) -> np.ndarray:
     return np.rint(values).astype(np.uint8)
 
 
-def _fields(
-    source: str, data: np.ndarray, packed: Callable[[np.ndarray], np.ndarray] | None = None
-) -> _Arrays:
-    """xyz and colour of a structured array (a PLY element, PCD data, a structured .npy);
-    `packed` unpacks a 0x00RRGGBB field into (N, 3) when the format has one."""
+def _fields(source: str, data: np.ndarray) -> _Arrays:
+    """xyz and colour channels of a structured array (a PLY element, PCD data, a .npy)."""
     names = data.dtype.names or ()
     missing = [axis for axis in "xyz" if axis not in names]
     if missing:
@@ -129,13 +126,8 @@ def _fields(
             f"{source}: no {'/'.join(missing)} field (fields: {', '.join(names) or 'none'})"
         )
     points = np.column_stack([data[axis] for axis in "xyz"])
-    colors = None
     triple = next((t for t in COLOUR_FIELDS if set(t) <= set(names)), None)
-    packed_name = next((n for n in PACKED_COLOUR_FIELDS if n in names), None)
-    if triple is not None:
-        colors = np.column_stack([data[channel] for channel in triple])
-    elif packed is not None and packed_name is not None:
-        colors = packed(np.ascontiguousarray(data[packed_name]))
+    colors = None if triple is None else np.column_stack([data[channel] for channel in triple])
     return _Arrays(points, colors, [])
 
 
@@ -160,7 +152,27 @@ def _read_pcd(path: Path) -> _Arrays:
         raise CloudFileError(
             f"{path}: truncated PCD: the header promises {expected} points, the data holds {found}"
         )
-    return _fields(str(path), cloud.pc_data, PointCloud.decode_rgb)
+    arrays = _fields(str(path), cloud.pc_data)
+    packed = next((name for name in PACKED_COLOUR_FIELDS if name in cloud.fields), None)
+    if arrays.colors is not None or packed is None:
+        return arrays
+    bits = np.ascontiguousarray(cloud.pc_data[packed])
+    if cloud.metadata.data == Encoding.ASCII and bits.dtype.kind == "f":
+        bits = _ascii_colour_bits(path, cloud, packed)
+    return arrays._replace(colors=PointCloud.decode_rgb(bits))
+
+
+def _ascii_colour_bits(path: Path, cloud: PointCloud, name: str) -> np.ndarray:
+    """(N,) uint32 of a float `rgb` field in an ASCII PCD. PCL writes it as the integer of its
+    bits (0xAARRGGBB, alpha usually 255), which pypcd4's float32 column cannot hold exactly; the
+    column is read again as float64. Values that are not integers are float bit patterns."""
+    column = sum(cloud.counts[: cloud.fields.index(name)])
+    with path.open("rb") as file:
+        header_lines = next(i for i, line in enumerate(file) if line.startswith(b"DATA")) + 1
+    values = np.loadtxt(path, skiprows=header_lines, usecols=column, ndmin=1)
+    if np.array_equal(values, np.round(values)) and values.min(initial=0) >= 0:
+        return values.astype(np.uint32)
+    return values.astype(np.float32).view(np.uint32)
 
 
 def _read_las(path: Path) -> _Arrays:
