@@ -1,19 +1,21 @@
 """Object proposals: superpoints grouped into object instances, each described for the LLM.
 
-Touching superpoints join when the parser says they belong to the same object (link
-probability above the threshold) and agree on the category; the connected components are
-the proposals. Each carries its superpoints, pooled features, category and color
-distributions and its axis-aligned box.
+Grouping is average-linkage agglomeration on the graph of touching superpoints: the two
+groups whose links (the parser's same-object probabilities, averaged over every touching pair
+between them) are strongest merge first, until no pair of groups averages above the
+threshold. Averaging makes one wrong link unable to chain two objects together, and lets an
+object whose parts disagree on the category (a shelf board read as a cabinet) still come out
+whole; the category is decided afterwards from the whole group. Each proposal carries its
+superpoints, pooled features, category and color distributions and its axis-aligned box.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
 from r2s_model.encoder import superpoint_pool
@@ -53,23 +55,54 @@ class ObjectProposals:
         return self.superpoint_object[superpoints]
 
 
+def average_linkage(
+    num_nodes: int, edges: np.ndarray, weights: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Agglomerates graph nodes: edges (E, 2) int64, weights (E,) float in [0, 1] -> (N,)
+    int64 group ids, ordered by each group's first node. Groups joined by any edge merge in
+    order of their mean edge weight while it exceeds `threshold`."""
+    parent = np.arange(num_nodes)
+    # links[a][b] = [sum of weights, count] between the current groups a and b.
+    links: list[dict[int, list[float]]] = [{} for _ in range(num_nodes)]
+    for (a, b), weight in zip(edges.tolist(), weights.tolist(), strict=True):
+        links[a][b] = links[b][a] = [weight, 1.0]
+    heap = [(-w, a, b) for (a, b), w in zip(edges.tolist(), weights.tolist(), strict=True)]
+    heap = [entry for entry in heap if -entry[0] > threshold]
+    heapq.heapify(heap)
+    while heap:
+        negative, a, b = heapq.heappop(heap)
+        link = links[a].get(b)
+        if parent[a] != a or parent[b] != b or link is None or link[0] / link[1] != -negative:
+            continue  # an entry made stale by an earlier merge
+        if len(links[a]) < len(links[b]):
+            a, b = b, a
+        parent[b] = a
+        del links[a][b], links[b][a]
+        for other, (total, count) in links[b].items():
+            del links[other][b]
+            merged = links[a].setdefault(other, [0.0, 0.0])
+            merged[0] += total
+            merged[1] += count
+            links[other][a] = merged
+        links[b] = {}
+        for other, (total, count) in links[a].items():
+            if total / count > threshold:
+                heapq.heappush(heap, (-total / count, min(a, other), max(a, other)))
+    roots = parent.copy()
+    while not np.array_equal(roots, roots[roots]):
+        roots = roots[roots]
+    _, first, groups = np.unique(roots, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[groups].astype(np.int64)
+
+
 def group_superpoints(parsed: ParsedScene, link_threshold: float) -> np.ndarray:
-    """(S,) int64 component id of each superpoint of a one-scene ParsedScene, ordered by each
-    component's first superpoint."""
-    num_superpoints = len(parsed.features)
-    category = parsed.semantic_logits.argmax(1)
-    edges = parsed.edges
-    joined = (parsed.link_logits.sigmoid() > link_threshold) & (
-        category[edges[:, 0]] == category[edges[:, 1]]
+    """(S,) int64 proposal of each superpoint of a one-scene ParsedScene."""
+    return average_linkage(
+        len(parsed.features),
+        parsed.edges.cpu().numpy(),
+        parsed.link_logits.sigmoid().float().cpu().numpy(),
+        link_threshold,
     )
-    kept = edges[joined].cpu().numpy()
-    graph = sparse.coo_matrix(
-        (np.ones(len(kept)), (kept[:, 0], kept[:, 1])), shape=(num_superpoints,) * 2
-    )
-    _, labels = connected_components(graph, directed=False)
-    _, first = np.unique(labels, return_index=True)
-    order = np.argsort(np.argsort(first))  # component -> rank of its first superpoint
-    return order[labels].astype(np.int64)
 
 
 def build_proposals(
