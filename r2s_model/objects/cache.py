@@ -2,11 +2,11 @@
 
     r2s-cache-objects --data DIR [--parser FOLDER] [--splits train val]
 
-writes `DIR/cache/objects-<first 12 hex of the parser's weights digest>/`: a `manifest.json`
-(the parser's weights digest, and the SHA-256 of every scene file it read) and one
-`<scene_id>.npz` per scene with the superpoint features and the proposals. `ObjectCache`
-reads them back and refuses stale entries: other parser weights, or a scene file that changed
-since, raise StaleCacheError instead of being used.
+writes `DIR/cache/objects-<first 12 hex of the parser's digest>/`: a `manifest.json` (the
+parser's digest over weights and config, and the SHA-256 of every scene file it read) and one
+`<scene_id>.npz` per scene with the superpoint features and the proposals. `ObjectCache` reads
+them back and refuses stale entries: another parser (weights or config), or a scene file that
+changed since, raise StaleCacheError instead of being used.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from r2s_model.data.io import read_scene, scene_ids
-from r2s_model.objects.checkpoint import DEFAULT_PARSER, load_parser, weights_digest
+from r2s_model.objects.checkpoint import DEFAULT_PARSER, load_parser, parser_digest
 from r2s_model.objects.detect import detect_objects
 from r2s_model.superpoints import SuperpointParams
 
@@ -69,7 +69,7 @@ def build_cache(
 ) -> Path:
     """Runs the parser on every scene of `splits` (stored superpoints) and writes the cache;
     scenes already cached from the same file and weights are skipped."""
-    digest = weights_digest(parser_folder)
+    digest = parser_digest(parser_folder)
     folder = cache_folder(root, digest)
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / MANIFEST
@@ -117,7 +117,7 @@ class ObjectCache:
 
     def __init__(self, root: Path, parser_folder: Path = DEFAULT_PARSER) -> None:
         self.root = Path(root)
-        digest = weights_digest(parser_folder)
+        digest = parser_digest(parser_folder)
         self.folder = cache_folder(root, digest)
         manifest_path = self.folder / MANIFEST
         if not manifest_path.is_file():
@@ -127,7 +127,9 @@ class ObjectCache:
             )
         self.manifest = json.loads(manifest_path.read_text())
         if self.manifest["parser_digest"] != digest:
-            raise StaleCacheError(f"{manifest_path} was written for other parser weights")
+            raise StaleCacheError(
+                f"{manifest_path} was written for another parser (weights or config)"
+            )
 
     def scene(self, scene_id: str) -> CachedScene:
         """The cached outputs of a scene, after checking that its file is unchanged."""

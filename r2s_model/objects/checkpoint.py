@@ -1,7 +1,7 @@
 """SceneParser weights on disk: `config.json` (shape + free metadata) and `model.safetensors`.
 
-The shipped parser lives in `r2s_model/weights/parser`. `weights_digest` identifies the weights
-(the feature cache records it to detect stale entries).
+The shipped parser lives in `r2s_model/weights/parser`. `parser_digest` identifies weights and
+config (the feature cache records it to detect stale entries).
 """
 
 from __future__ import annotations
@@ -71,6 +71,10 @@ def parser_metadata(folder: Path = DEFAULT_PARSER) -> dict[str, Any]:
     return json.loads((Path(folder) / CONFIG_FILE).read_text()).get("metadata", {})
 
 
-def weights_digest(folder: Path = DEFAULT_PARSER) -> str:
-    """SHA-256 of the weights file."""
-    return hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()
+def parser_digest(folder: Path = DEFAULT_PARSER) -> str:
+    """SHA-256 over the weights file and the parser config (which includes the grouping
+    threshold): whatever changes the parser's outputs changes the digest."""
+    description = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    digest = hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes())
+    digest.update(json.dumps(description.get("parser"), sort_keys=True).encode())
+    return digest.hexdigest()

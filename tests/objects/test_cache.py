@@ -1,5 +1,6 @@
 """The object cache: round trip, and stale entries refused."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,8 @@ import pytest
 import torch
 
 from r2s_model.data.io import read_scene, write_scene
+from r2s_model.eval.calibrate import CANDIDATES
+from r2s_model.eval.calibrate import main as calibrate
 from r2s_model.objects.cache import ObjectCache, StaleCacheError, build_cache
 from r2s_model.objects.checkpoint import load_parser, save_parser
 from r2s_model.objects.detect import detect_objects
@@ -67,3 +70,24 @@ def test_stale_entries_are_refused(dataset_copy: Path, tmp_path: Path) -> None:
     cache.scene("val_00001")  # the untouched scene is still served
     build_cache(dataset_copy, weights, ("val",))  # rebuilding refreshes the changed entry
     ObjectCache(dataset_copy, weights).scene("val_00000")
+
+
+def test_calibration_records_the_best_threshold(dataset_copy: Path, tmp_path: Path) -> None:
+    weights = saved_parser(tmp_path / "parser", 0)
+    calibrate(["--parser", str(weights), "--data", str(dataset_copy), "--split", "val"])
+    description = json.loads((weights / "config.json").read_text())
+    rows = description["metadata"]["link_threshold_sweep"]["rows"]
+    assert [row["link_threshold"] for row in rows] == list(CANDIDATES)
+    best = max(rows, key=lambda r: r["instance_recall50"] + r["instance_precision50"])
+    assert load_parser(weights).config.link_threshold == best["link_threshold"]
+
+
+def test_a_new_threshold_makes_the_cache_stale(dataset_copy: Path, tmp_path: Path) -> None:
+    weights = saved_parser(tmp_path / "parser", 0)
+    build_cache(dataset_copy, weights, ("val",))
+    path = weights / "config.json"
+    description = json.loads(path.read_text())
+    description["parser"]["link_threshold"] = 0.35
+    path.write_text(json.dumps(description))
+    with pytest.raises(StaleCacheError, match="no object cache for the parser"):
+        ObjectCache(dataset_copy, weights)
