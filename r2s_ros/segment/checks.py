@@ -12,13 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from r2s_model.config import InputLimits
 from r2s_ros.segment.readers import Cloud
 
-MIN_POINTS = 50  # the model's InputLimits.min_points: fewer is an empty scene
+MIN_POINTS = InputLimits().min_points  # fewer is an empty scene to the model
 ROOM_EXTENT_M = (0.2, 100.0)  # largest side of anything R2S is meant for
 UNIT_GUESSES = (("millimetres", 0.001), ("centimetres", 0.01))
 TYPICAL_ROOM_M = (1.0, 50.0)  # a unit is guessed when it brings the largest side in here
-FAR_FROM_ORIGIN_M = 1000.0  # beyond this float32 loses centimetres: the model gets it recentred
+# The model computes in float32 (6 cm steps at 1,000 km): clouds centred farther than this from
+# their origin are given to it recentred.
+FAR_FROM_ORIGIN_M = 1000.0
 # The floor test: the share of points within FLOOR_SLAB_M of an end of each axis. A scan's floor
 # piles points at the bottom of the up axis; walls pile them at both ends of the others.
 FLOOR_SLAB_M = 0.05

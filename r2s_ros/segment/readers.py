@@ -100,7 +100,7 @@ def make_cloud(
 
 
 def colour_bytes(source: str, values: np.ndarray) -> np.ndarray:
-    """(N, 3) colours as uint8: 8-bit kept, 16-bit (LAS) shifted, floats in [0, 1] scaled."""
+    """(N, 3) colours as uint8: 8-bit kept, 16-bit (LAS) and floats in [0, 1] scaled to 0-255."""
     if values.dtype == np.uint8:
         return values
     if len(values) == 0:
