@@ -36,6 +36,7 @@ setup(
             "r2s-pretrain=r2s_model.train.cli:pretrain_main",
             "r2s-cache-objects=r2s_model.objects.cache:main",
             "r2s-node=r2s_ros.node:main",
+            "r2s-lifecycle-node=r2s_ros.lifecycle_node:main",
             "r2s-make-bag=r2s_ros.bags.make_bag:main",
             "r2s-replay=r2s_ros.bags.replay:main",
             "r2s-demo=r2s_ros.bags.demo:main",

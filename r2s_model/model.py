@@ -290,9 +290,16 @@ class R2SModel(nn.Module):
         )
 
     @torch.no_grad()
-    def segment(self, scene: SceneEncoding, instruction: object) -> SegmentationOutput:
+    def segment(
+        self,
+        scene: SceneEncoding,
+        instruction: object,
+        on_relevant: Callable[[list[RelevantPrediction]], None] | None = None,
+    ) -> SegmentationOutput:
         """Segments the target of `instruction` in a scene from `encode_scene`: stage 1 names
-        and segments the relevant elements, stage 2 the target with them as priors."""
+        and segments the relevant elements, stage 2 the target with them as priors.
+        `on_relevant` gets stage 1's elements before stage 2 starts (two-stage mode only); an
+        exception it raises abandons the call."""
         config = self.config
         empty = np.zeros(scene.cloud.num_input, dtype=bool)
         try:
@@ -328,6 +335,8 @@ class R2SModel(nn.Module):
                 priors = self.prior_tokens(tokens, 0, masks)
             cache.crop(len(prefix) - cache.get_seq_length())  # negative: tokens to drop
             timings["stage1"] = _ms_since(start)
+            if on_relevant is not None:
+                on_relevant(relevant)
             start = time.perf_counter()
             prompt = prompts.stage2_prompt(names)
         else:

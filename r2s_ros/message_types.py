@@ -88,6 +88,27 @@ class OdometryMessage(Protocol):
     pose: PoseWithCovarianceMessage
 
 
+class TransformMessage(Protocol):
+    """geometry_msgs/Transform: the child frame's origin and axes in the parent frame."""
+
+    translation: PointMessage  # a geometry_msgs/Vector3: the same x, y, z fields
+    rotation: QuaternionMessage
+
+
+class TransformStampedMessage(Protocol):
+    """geometry_msgs/TransformStamped: `child_frame_id` in `header.frame_id` at the stamp."""
+
+    header: HeaderMessage
+    child_frame_id: str
+    transform: TransformMessage
+
+
+class TransformsMessage(Protocol):
+    """tf2_msgs/TFMessage, what /tf and /tf_static carry."""
+
+    transforms: Sequence[TransformStampedMessage]
+
+
 class StringMessage(Protocol):
     """std_msgs/String."""
 

@@ -9,7 +9,7 @@ from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from r2s_model.model import SegmentationStatus
+from r2s_model.model import RelevantPrediction, SegmentationStatus
 from r2s_ros.accumulator import SceneSnapshot
 from r2s_ros.msg import RelevantElement, SegmentationResult
 from r2s_ros.pointcloud import encode_cloud
@@ -61,7 +61,11 @@ def result_message(answer: Answer, frame: str) -> SegmentationResult:
         result.scene_version = scene.version
         result.scene_point_count = scene.num_voxels
     if output is None:
-        result.status = SegmentationResult.STATUS_ERROR
+        result.status = (
+            SegmentationResult.STATUS_CANCELLED
+            if answer.cancelled
+            else SegmentationResult.STATUS_ERROR
+        )
         result.error = answer.error
         return result
     result.status = STATUS[output.status]
@@ -74,14 +78,23 @@ def result_message(answer: Answer, frame: str) -> SegmentationResult:
     result.target_point_count = len(target)
     if len(target):
         result.target_centroid, result.target_size = extent(target)
-    for element in output.relevant:
-        message = RelevantElement(name=element.name, score=element.score)
-        members = scene.points[element.mask]
-        message.point_count = len(members)
-        if len(members):
-            message.centroid, message.size = extent(members)
-        result.relevant.append(message)
+    result.relevant = relevant_elements(scene, output.relevant)
     return result
+
+
+def relevant_elements(
+    scene: SceneSnapshot, predictions: list[RelevantPrediction]
+) -> list[RelevantElement]:
+    """RelevantElement messages of stage 1's elements, their boxes from the scene's points."""
+    elements = []
+    for prediction in predictions:
+        element = RelevantElement(name=prediction.name, score=prediction.score)
+        members = scene.points[prediction.mask]
+        element.point_count = len(members)
+        if len(members):
+            element.centroid, element.size = extent(members)
+        elements.append(element)
+    return elements
 
 
 def target_cloud(answer: Answer, header: Header) -> PointCloud2:

@@ -17,8 +17,9 @@ import yaml
 if TYPE_CHECKING:
     from rclpy.node import Node
 
-POSE_SOURCES = ("fixed", "odometry")
+POSE_SOURCES = ("tf", "odometry", "fixed")
 QOS_PROFILES = ("sensor_data", "reliable")
+MAX_INSTRUCTION_QUEUE = 64  # the node's executor keeps a thread for each request that may wait
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -36,7 +37,8 @@ class NodeParameters:
     max_scene_points: int = 300_000
     crop_box_min: tuple[float, ...] = (-50.0, -50.0, -5.0)
     crop_box_max: tuple[float, ...] = (50.0, 50.0, 5.0)
-    pose_source: str = "odometry"
+    pose_source: str = "tf"
+    tf_timeout_s: float = 0.5
     odometry_topic: str = "odom"
     pose_tolerance_s: float = 0.1
     device: str = "auto"
@@ -57,13 +59,16 @@ DESCRIPTIONS = {
     "crop_box_min": "fixed-frame crop box lower corner [x, y, z], metres",
     "crop_box_max": "fixed-frame crop box upper corner [x, y, z], metres",
     "pose_source": "how clouds outside fixed_frame are placed: " + " | ".join(POSE_SOURCES),
+    "tf_timeout_s": "tf: longest wait for a cloud's transform into fixed_frame, seconds (> 0)",
     "odometry_topic": "nav_msgs/Odometry topic giving the sensor pose in fixed_frame",
     "pose_tolerance_s": "max |cloud stamp - pose stamp|, seconds (> 0)",
     "device": "torch device: auto | cpu | cuda | cuda:N",
     "checkpoint": "checkpoint folder; empty = the shipped default model",
     "llm_source": "base LLM source; empty = the one recorded in the checkpoint",
     "points_qos": "QoS of the points subscription: " + " | ".join(QOS_PROFILES),
-    "instruction_queue_size": "pending instructions; beyond it the oldest gets an ERROR (> 0)",
+    "instruction_queue_size": (
+        f"pending instructions; beyond it the oldest gets an ERROR (1..{MAX_INSTRUCTION_QUEUE})"
+    ),
     "scene_cloud_period_s": "period of ~/scene_cloud, seconds; 0 disables it",
     "scene_cloud_max_points": "~/scene_cloud is downsampled to at most this many points (> 0)",
     "diagnostics_period_s": "period of /diagnostics, seconds (> 0)",
@@ -71,11 +76,15 @@ DESCRIPTIONS = {
 
 
 def declare_parameters(node: Node) -> NodeParameters:
-    """Declares every parameter on `node` and returns their validated values."""
+    """Declares every parameter on `node` (those declared already keep their values: a
+    lifecycle node configures more than once) and returns their validated values."""
     from rcl_interfaces.msg import ParameterDescriptor
 
     values: dict[str, Any] = {}
     for spec in fields(NodeParameters):
+        if node.has_parameter(spec.name):
+            values[spec.name] = node.get_parameter(spec.name).value
+            continue
         default = spec.default
         descriptor = ParameterDescriptor(description=DESCRIPTIONS[spec.name], read_only=True)
         declared = list(default) if isinstance(default, tuple) else default
@@ -120,15 +129,20 @@ def parameters_from_file(path: Path, node_name: str = "r2s") -> NodeParameters:
 def validate(parameters: NodeParameters) -> None:
     """Raises ParameterError naming the first unusable value."""
     problems = []
-    for name in ("voxel_size", "pose_tolerance_s", "diagnostics_period_s"):
+    for name in ("voxel_size", "pose_tolerance_s", "tf_timeout_s", "diagnostics_period_s"):
         if not getattr(parameters, name) > 0:
             problems.append(f"{name} must be > 0, got {getattr(parameters, name)}")
     for name in ("time_window_s", "scene_cloud_period_s"):
         if getattr(parameters, name) < 0:
             problems.append(f"{name} must be >= 0, got {getattr(parameters, name)}")
-    for name in ("max_scene_points", "instruction_queue_size", "scene_cloud_max_points"):
+    for name in ("max_scene_points", "scene_cloud_max_points"):
         if getattr(parameters, name) <= 0:
             problems.append(f"{name} must be > 0, got {getattr(parameters, name)}")
+    if not 1 <= parameters.instruction_queue_size <= MAX_INSTRUCTION_QUEUE:
+        problems.append(
+            f"instruction_queue_size must be in 1..{MAX_INSTRUCTION_QUEUE}, "
+            f"got {parameters.instruction_queue_size}"
+        )
     low, high = parameters.crop_box_min, parameters.crop_box_max
     if len(low) != 3 or len(high) != 3 or any(a > b for a, b in zip(low, high, strict=True)):
         problems.append(f"crop_box_min {list(low)} must be 3 values <= crop_box_max {list(high)}")

@@ -56,6 +56,11 @@ class PoseBuffer:
         """The stamp of the newest pose, None when the buffer is empty."""
         return float(self._stamps[-1]) if len(self._stamps) else None
 
+    @property
+    def oldest_stamp_s(self) -> float | None:
+        """The stamp of the oldest pose, None when the buffer is empty."""
+        return float(self._stamps[0]) if len(self._stamps) else None
+
     def add(self, pose: Pose) -> None:
         """Adds a pose in stamp order, replacing one with the same stamp, and drops the poses
         more than max_age_s older than the newest (this one too, if it came that late)."""
@@ -97,6 +102,16 @@ class PoseBuffer:
         if near_after:
             return self._pose(after)
         return None
+
+    def between(self, stamp_s: float) -> Pose | None:
+        """The pose at stamp_s interpolated between the poses around it, however far apart
+        (tf2's rule); None outside [oldest, newest]: nothing is extrapolated."""
+        after = int(np.searchsorted(self._stamps, stamp_s))
+        if after < len(self) and self._stamps[after] == stamp_s:
+            return self._pose(after)
+        if after == 0 or after == len(self):
+            return None
+        return self._interpolate(after - 1, stamp_s)
 
     def _pose(self, index: int) -> Pose:
         return Pose(

@@ -5,6 +5,11 @@ OLDEST waiting instruction is dropped and answered with STATUS_ERROR "dropped: q
 newest instructions are the ones a user is waiting for). Every instruction thus gets exactly one
 answer: a model result, an error, or the drop notice.
 
+A job can report its progress (`on_progress`: the worker took it, stage 1's relevant elements)
+and be cancelled at any point: a waiting job is answered at once, a running one at the worker's
+next check (before and after the scene encoding, after stage 1, after stage 2). Either way it
+gets its one answer, `cancelled`.
+
 The scene encoding is cached by scene version: instructions on an unchanged scene skip the
 encoder, which dominates the cost.
 """
@@ -21,28 +26,66 @@ from typing import Protocol
 
 import numpy as np
 
-from r2s_model.model import SegmentationOutput
+from r2s_model.model import RelevantPrediction, SegmentationOutput
 from r2s_model.scene import SceneEncoding
 from r2s_ros.accumulator import SceneSnapshot
 
 QUEUE_FULL = "dropped: queue full"
 SHUTTING_DOWN = "dropped: node shutting down"
+CANCELLED = "cancelled by the client"
+ENCODING = "encoding"  # progress stages
+RELEVANT = "relevant"
+
+
+# What R2SModel.segment calls with stage 1's elements before stage 2 starts.
+OnRelevant = Callable[[list[RelevantPrediction]], None] | None
 
 
 class SegmentationModel(Protocol):
     def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding: ...
 
-    def segment(self, scene: SceneEncoding, instruction: str) -> SegmentationOutput: ...
+    def segment(
+        self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
+    ) -> SegmentationOutput: ...
 
 
-@dataclass
+@dataclass(frozen=True)
+class Progress:
+    """How far the worker got with a job: `stage` ENCODING (it took the job) or RELEVANT
+    (stage 1 done: `relevant` holds its elements, masks over `scene`)."""
+
+    stage: str
+    scene: SceneSnapshot | None = None
+    relevant: list[RelevantPrediction] = field(default_factory=list)
+
+
+class _Cancelled(Exception):
+    """Abandons the job in progress."""
+
+
+@dataclass(eq=False)
 class InstructionJob:
-    """One instruction waiting for its answer; `done` resolves to the published Answer."""
+    """One instruction waiting for its answer; `done` resolves to what the answer callback
+    sets (the node: the published SegmentationResult). `on_progress` runs on the worker
+    thread."""
 
     text: str
     instruction_id: str
     received_s: float = field(default_factory=time.perf_counter)
     done: Future = field(default_factory=Future)
+    on_progress: Callable[[Progress], None] | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def check(self) -> None:
+        """Raises _Cancelled for a cancelled job."""
+        if self.cancelled.is_set():
+            raise _Cancelled
+
+    def report(self, progress: Progress) -> None:
+        """check(), then hands progress to on_progress."""
+        self.check()
+        if self.on_progress is not None:
+            self.on_progress(progress)
 
 
 @dataclass
@@ -52,6 +95,7 @@ class Answer:
     job: InstructionJob
     output: SegmentationOutput | None = None
     error: str = ""
+    cancelled: bool = False
     scene: SceneSnapshot | None = None
     queue_ms: float = 0.0
     encode_ms: float = 0.0
@@ -61,7 +105,8 @@ class Answer:
 class InferenceWorker:
     """Answers jobs one at a time on its own thread and hands each Answer to `on_answer`.
 
-    `on_answer` runs on the worker thread (or, for a dropped job, on the submitting thread);
+    `on_answer` runs on the worker thread (for a dropped or cancelled waiting job, on the
+    thread that submitted or cancelled);
     it must publish the answer and resolve `answer.job.done`.
     """
 
@@ -96,6 +141,17 @@ class InferenceWorker:
         if dropped is not None:
             self._on_answer(Answer(dropped, error=QUEUE_FULL))
 
+    def cancel(self, job: InstructionJob) -> None:
+        """Cancels `job`: a waiting job is answered now, a running one at the next check; one
+        already answered keeps its answer."""
+        job.cancelled.set()
+        with self._wakeup:
+            waiting = job in self._pending
+            if waiting:
+                self._pending.remove(job)
+        if waiting:
+            self._on_answer(Answer(job, error=CANCELLED, cancelled=True))
+
     def stop(self) -> None:
         """Finishes the job in progress, answers the waiting ones as dropped, joins the thread."""
         with self._wakeup:
@@ -120,9 +176,19 @@ class InferenceWorker:
     def _answer(self, job: InstructionJob) -> Answer:
         answer = Answer(job, queue_ms=(time.perf_counter() - job.received_s) * 1000.0)
         try:
+            job.report(Progress(ENCODING))
             scene, encoding = self._encoding(answer)
             answer.scene = scene
-            answer.output = self._model.segment(encoding, job.text)
+            job.check()
+
+            def stage1_done(relevant: list[RelevantPrediction]) -> None:
+                job.report(Progress(RELEVANT, scene, relevant))
+
+            output = self._model.segment(encoding, job.text, on_relevant=stage1_done)
+            job.check()
+            answer.output = output
+        except _Cancelled:
+            answer.error, answer.cancelled = CANCELLED, True
         except Exception as error:  # any model failure becomes this job's ERROR, not a crash
             answer.output = None
             answer.error = f"inference failed: {type(error).__name__}: {error}"

@@ -79,37 +79,72 @@ install_python_deps() {
   mark_step python-deps "$key"
 }
 
-# Generates msg/ and srv/ with the pip rosidl toolchain into the venv: libraries into .venv/lib
+# Generates msg/, srv/ and action/ with the pip rosidl toolchain into the venv: libraries into .venv/lib
 # (the ROS wheels put that directory on the library path at interpreter start), Python modules
 # into their own site directory, which r2s_ros/__init__.py joins to the r2s_ros package.
 build_interfaces() {
-  local key build site
-  key="$(hash_of "$root"/msg/*.msg "$root"/srv/*.srv "$root/CMakeLists.txt" "$root/package.xml" \
-    "$root/tools/ros_env.sh")"
+  local key site
+  key="$(hash_of "$root"/msg/*.msg "$root"/srv/*.srv "$root"/action/*.action \
+    "$root/CMakeLists.txt" "$root/package.xml" "$root/tools/ros_env.sh")"
   site="$venv/lib/r2s_ros_interfaces/site-packages"
   [ -d "$site/r2s_ros/msg" ] && done_step interfaces "$key" && return
-  say "generating the r2s_ros interfaces (msg/, srv/) with rosidl"
-  build="$root/build/interfaces"
-  rm -rf "$build" && mkdir -p "$root/build"
+  say "generating the r2s_ros interfaces (msg/, srv/, action/) with rosidl"
+  cmake_install "$root" "$root/build/interfaces" "$site" -DR2S_INSTALL_PYTHON=OFF
+  echo "$site" >"$venv/lib/python3.11/site-packages/r2s_ros_interfaces.pth"
+  "$py" -c 'from r2s_ros.msg import SegmentationResult; from r2s_ros.srv import Segment
+from r2s_ros.action import Segment' || die "generated interfaces do not import"
+  mark_step interfaces "$key"
+}
+
+# tf2_msgs/TFMessage (for /tf and /tf_static) from interfaces/tf2_msgs, built only where no
+# installed package provides tf2_msgs (the pip wheels have none; a robot's ROS 2 does): then
+# into a site directory of its own that comes last on sys.path. Removed again once another
+# tf2_msgs is installed, so it never shadows one.
+build_fallback_interfaces() {
+  local key site build provider
+  site="$venv/lib/r2s_fallback_interfaces/site-packages"
+  build="$root/build/tf2_msgs_fallback"
+  provider="$("$py" -c 'import tf2_msgs, os; print(os.path.dirname(tf2_msgs.__path__[0]))' \
+    2>/dev/null || true)"
+  if [ -n "$provider" ] && [ "$provider" != "$site" ]; then
+    if [ -f "$build/install_manifest.txt" ]; then
+      say "removing the stand-in tf2_msgs: $provider provides tf2_msgs"
+      xargs rm -f <"$build/install_manifest.txt"
+      rm -rf "$build" "$site" "$venv/lib/python3.11/site-packages/r2s_fallback_interfaces.pth"
+    fi
+    return
+  fi
+  key="$(hash_of "$root"/interfaces/tf2_msgs/{CMakeLists.txt,package.xml,msg/TFMessage.msg} \
+    "$root/cmake/pip_ros_workarounds.cmake" "$root/tools/ros_env.sh")"
+  [ -d "$site/tf2_msgs/msg" ] && done_step fallback-interfaces "$key" && return
+  say "no tf2_msgs installed: generating the stand-in interfaces/tf2_msgs with rosidl"
+  cmake_install "$root/interfaces/tf2_msgs" "$build" "$site"
+  echo "$site" >"$venv/lib/python3.11/site-packages/r2s_fallback_interfaces.pth"
+  "$py" -c 'from tf2_msgs.msg import TFMessage' || die "the stand-in tf2_msgs does not import"
+  mark_step fallback-interfaces "$key"
+}
+
+# cmake_install SOURCE BUILD SITE [CMAKE ARGS...]: configures, builds and installs a ROS
+# interface package into the venv (libraries into .venv/lib, Python modules into SITE).
+cmake_install() {
+  local source="$1" build="$2" site="$3"
+  shift 3
+  rm -rf "$build" && mkdir -p "$(dirname "$build")"
   # shellcheck source=tools/ros_env.sh
   source "$root/tools/ros_env.sh" "$venv"
-  cmake -S "$root" -B "$build" -Wno-dev -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_INSTALL_PREFIX="$venv" -DR2S_INSTALL_PYTHON=OFF \
-    -DPYTHON_INSTALL_DIR="lib/r2s_ros_interfaces/site-packages" \
-    -DPython3_EXECUTABLE="$py" -DBUILD_TESTING=OFF >"$build.log" 2>&1 ||
-    { tail -40 "$build.log"; die "cmake configure failed (log: $build.log)"; }
+  cmake -S "$source" -B "$build" -Wno-dev -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$venv" -DPYTHON_INSTALL_DIR="${site#"$venv/"}" \
+    -DPython3_EXECUTABLE="$py" -DBUILD_TESTING=OFF "$@" >"$build.log" 2>&1 ||
+    { tail -40 "$build.log"; die "cmake configure of $source failed (log: $build.log)"; }
   cmake --build "$build" -j "$(nproc)" >>"$build.log" 2>&1 ||
-    { tail -40 "$build.log"; die "interface build failed (log: $build.log)"; }
+    { tail -40 "$build.log"; die "build of $source failed (log: $build.log)"; }
   cmake --install "$build" >>"$build.log" 2>&1 ||
-    { tail -40 "$build.log"; die "interface install failed (log: $build.log)"; }
-  echo "$site" >"$venv/lib/python3.11/site-packages/r2s_ros_interfaces.pth"
-  "$py" -c 'from r2s_ros.msg import SegmentationResult; from r2s_ros.srv import Segment' ||
-    die "generated interfaces do not import"
-  mark_step interfaces "$key"
+    { tail -40 "$build.log"; die "install of $source failed (log: $build.log)"; }
 }
 
 ensure_system_tools
 ensure_venv
 install_python_deps
 build_interfaces
+build_fallback_interfaces
 say "ready ($("$py" -c 'import torch; print("torch", torch.__version__)'))"

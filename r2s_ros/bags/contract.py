@@ -19,18 +19,24 @@ from r2s_model.data.io import SceneArrays, read_records, read_scene
 
 POINTS_TOPIC = "/points"
 ODOM_TOPIC = "/odom"
+TF_TOPIC = "/tf"
+TF_STATIC_TOPIC = "/tf_static"
 INSTRUCTION_TOPIC = "/instruction"
 POINTS_TYPE = "sensor_msgs/msg/PointCloud2"
 ODOM_TYPE = "nav_msgs/msg/Odometry"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
 INSTRUCTION_TYPE = "std_msgs/msg/String"
 MAP_FRAME = "map"
+BASE_FRAME = "base_link"
 SENSOR_FRAME = "sensor"
+# The sensor in base_link (/tf_static): this far ahead and above, axes aligned, metres.
+SENSOR_MOUNT_M = (0.1, 0.0, 0.25)
 # Bag time of the first scan, so that a seed always gives the same bag byte for byte.
 START_NS = 1_700_000_000 * 10**9
 STORAGES = ("mcap", "sqlite3")
-# Within one stamp, messages are stored in this order: a cloud's pose before the cloud, and an
+# Within one stamp, messages are stored in this order: a cloud's poses before the cloud, and an
 # instruction after the clouds of its instant.
-TOPIC_ORDER = (ODOM_TOPIC, POINTS_TOPIC, INSTRUCTION_TOPIC)
+TOPIC_ORDER = (TF_STATIC_TOPIC, TF_TOPIC, ODOM_TOPIC, POINTS_TOPIC, INSTRUCTION_TOPIC)
 
 SCENE_FILE = "r2s_ground_truth.npz"
 RECORDS_FILE = "r2s_ground_truth.jsonl"

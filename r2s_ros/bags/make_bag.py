@@ -19,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
@@ -27,10 +35,26 @@ from r2s_model.synthetic.furniture import STRUCTURE
 from r2s_model.synthetic.generate import checked_records, room_scene
 from r2s_model.synthetic.rooms import Room, generate_room
 from r2s_ros.bags import contract
-from r2s_ros.bags.messages import cloud_message, instruction_message, odometry_message
+from r2s_ros.bags.messages import (
+    cloud_message,
+    instruction_message,
+    odometry_message,
+    transforms_message,
+)
 from r2s_ros.bags.scan_sim import SENSOR_HEIGHT_M, SensorModel, orbit_trajectory, scan_trajectory
 
 _STORAGE_PLUGINS = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+# /tf_static is latched (transient local), so `ros2 bag play` hands it to late subscribers.
+LATCHED = Qos(
+    QosHistory.KEEP_LAST,
+    1,
+    QosReliability.RELIABLE,
+    QosDurability.TRANSIENT_LOCAL,
+    *[QosTime(0, 0)] * 2,
+    QosLiveliness.AUTOMATIC,
+    QosTime(0, 0),
+    False,
+)
 # Instructions after the scan, this far apart: time for a node to answer each before the next.
 INSTRUCTION_SPACING_NS = 10**9
 # Furniture reaching this close to the sensor's height is walked around, not through.
@@ -159,18 +183,30 @@ def write_bag(path: Path, settings: BagSettings, *, progress: bool = True) -> Ba
     points_seen = 0
     with writer:
         connections = {
-            topic: writer.add_connection(topic, kind, typestore=store)
-            for topic, kind in (
-                (contract.ODOM_TOPIC, contract.ODOM_TYPE),
-                (contract.POINTS_TOPIC, contract.POINTS_TYPE),
-                (contract.INSTRUCTION_TOPIC, contract.INSTRUCTION_TYPE),
+            topic: writer.add_connection(topic, kind, typestore=store, offered_qos_profiles=qos)
+            for topic, kind, qos in (
+                (contract.TF_STATIC_TOPIC, contract.TF_TYPE, [LATCHED]),
+                (contract.TF_TOPIC, contract.TF_TYPE, ()),
+                (contract.ODOM_TOPIC, contract.ODOM_TYPE, ()),
+                (contract.POINTS_TOPIC, contract.POINTS_TYPE, ()),
+                (contract.INSTRUCTION_TOPIC, contract.INSTRUCTION_TYPE, ()),
             )
         }
+        mount = np.array(contract.SENSOR_MOUNT_M)
         bar = tqdm(events, desc=f"{path.name}", unit="msg", disable=not progress)
         for stamp, topic, record in bar:
-            if topic == contract.ODOM_TOPIC:
-                frame = next(frames)  # its cloud comes next, at the same stamp
+            if topic == contract.TF_STATIC_TOPIC:
+                sensor, base = contract.SENSOR_FRAME, contract.BASE_FRAME
+                message = transforms_message(base, sensor, mount, np.eye(3), stamp)
+            elif topic == contract.TF_TOPIC:
+                frame = next(frames)  # its odometry and cloud come next, at the same stamp
                 points_seen += len(frame.points)
+                # base_link turns with the sensor: the base pose is the sensor's, minus the mount.
+                base_at = frame.translation - frame.rotation @ mount
+                message = transforms_message(
+                    contract.MAP_FRAME, contract.BASE_FRAME, base_at, frame.rotation, stamp
+                )
+            elif topic == contract.ODOM_TOPIC:
                 message = odometry_message(frame, stamp)
             elif topic == contract.POINTS_TOPIC:
                 message = cloud_message(frame, stamp)
@@ -199,9 +235,12 @@ def _schedule(
 ) -> list[tuple[int, str, dict[str, Any] | None]]:
     """(stamp_ns, topic, record or None) of every message, in bag order: by stamp, then
     contract.TOPIC_ORDER, then frame or instruction number."""
-    events: list[tuple[int, str, dict[str, Any] | None]] = []
-    for stamp in settings.frame_stamps().tolist():
-        events += [(stamp, contract.ODOM_TOPIC, None), (stamp, contract.POINTS_TOPIC, None)]
+    stamps = settings.frame_stamps().tolist()
+    events: list[tuple[int, str, dict[str, Any] | None]] = [
+        (stamps[0], contract.TF_STATIC_TOPIC, None)
+    ]
+    for stamp in stamps:
+        events += [(stamp, topic, None) for topic in contract.TOPIC_ORDER[1:4]]
     events += [(r["stamp_ns"], contract.INSTRUCTION_TOPIC, r) for r in records]
     # Stable: equal keys keep their generation order (frames and instructions in sequence).
     return sorted(events, key=lambda e: (e[0], contract.TOPIC_ORDER.index(e[1])))

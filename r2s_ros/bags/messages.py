@@ -13,6 +13,7 @@ from r2s_ros.message_types import (
     OdometryMessage,
     PointCloudMessage,
     StringMessage,
+    TransformsMessage,
 )
 from r2s_ros.pointcloud import pack_cloud
 
@@ -40,12 +41,10 @@ def cloud_message(frame: ScanFrame, stamp_ns: int) -> PointCloudMessage:
 def odometry_message(frame: ScanFrame, stamp_ns: int) -> OdometryMessage:
     """nav_msgs/Odometry (rosbags): the sensor pose of a frame in the map; zero twist."""
     types = contract.typestore().types
-    x, y, z = frame.translation.tolist()
-    qx, qy, qz, qw = Rotation.from_matrix(frame.rotation).as_quat().tolist()
     geometry = "geometry_msgs/msg/"
     pose = types[geometry + "Pose"](
-        position=types[geometry + "Point"](x=x, y=y, z=z),
-        orientation=types[geometry + "Quaternion"](x=qx, y=qy, z=qz, w=qw),
+        position=types[geometry + "Point"](*frame.translation.tolist()),
+        orientation=_quaternion(frame.rotation),
     )
     zero = types[geometry + "Vector3"](x=0.0, y=0.0, z=0.0)
     return types[contract.ODOM_TYPE](
@@ -56,6 +55,30 @@ def odometry_message(frame: ScanFrame, stamp_ns: int) -> OdometryMessage:
             twist=types[geometry + "Twist"](linear=zero, angular=zero), covariance=np.zeros(36)
         ),
     )
+
+
+def transforms_message(
+    parent: str, child: str, translation: np.ndarray, rotation: np.ndarray, stamp_ns: int
+) -> TransformsMessage:
+    """tf2_msgs/TFMessage (rosbags) of one transform: `child` at translation (3,) and
+    rotation (3, 3) in `parent`."""
+    types = contract.typestore().types
+    geometry = "geometry_msgs/msg/"
+    transform = types[geometry + "TransformStamped"](
+        header=header(stamp_ns, parent),
+        child_frame_id=child,
+        transform=types[geometry + "Transform"](
+            translation=types[geometry + "Vector3"](*np.asarray(translation).tolist()),
+            rotation=_quaternion(rotation),
+        ),
+    )
+    return types[contract.TF_TYPE](transforms=[transform])
+
+
+def _quaternion(rotation: np.ndarray) -> object:
+    """geometry_msgs/Quaternion (rosbags) of a rotation matrix."""
+    x, y, z, w = Rotation.from_matrix(rotation).as_quat().tolist()
+    return contract.typestore().types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)
 
 
 def instruction_message(text: str) -> StringMessage:

@@ -21,14 +21,19 @@ from r2s_ros.bags import contract
 
 # Types the replay can use on each role's topic.
 EXPECTED_TYPES = {
+    "tf_static": contract.TF_TYPE,
+    "tf": contract.TF_TYPE,
     "odometry": contract.ODOM_TYPE,
     "points": contract.POINTS_TYPE,
     "instruction": contract.INSTRUCTION_TYPE,
 }
+# Roles whose topic may be missing from a bag (it is then not replayed): many recordings have no
+# /tf_static, or no tf at all.
+OPTIONAL_ROLES = ("tf_static", "tf")
 # Messages sharing a bag time go out in this order whatever order the storage returns them in
-# (sqlite3 does not promise one): a cloud's pose before the cloud, and an instruction after the
-# clouds of its instant, as contract.TOPIC_ORDER stores them.
-ROLE_ORDER = {"odometry": 0, "points": 1, "instruction": 2}
+# (sqlite3 does not promise one): a cloud's poses before the cloud, and an instruction after
+# the clouds of its instant, as contract.TOPIC_ORDER stores them.
+ROLE_ORDER = {role: order for order, role in enumerate(EXPECTED_TYPES)}
 
 
 class BagError(Exception):
@@ -37,15 +42,24 @@ class BagError(Exception):
 
 @dataclass(frozen=True)
 class BagTopics:
-    """The topic of each role; odometry "" means the bag has none (clouds in the fixed frame)."""
+    """The topic of each role; "" means none (odometry: clouds in the fixed frame or placed by
+    tf). The tf topics are replayed when the bag has them (OPTIONAL_ROLES)."""
 
     points: str = contract.POINTS_TOPIC
     odometry: str = contract.ODOM_TOPIC
     instruction: str = contract.INSTRUCTION_TOPIC
+    tf: str = contract.TF_TOPIC
+    tf_static: str = contract.TF_STATIC_TOPIC
 
     def roles(self) -> dict[str, str]:
         """role -> topic, for the roles that have a topic."""
-        topics = {"points": self.points, "odometry": self.odometry, "instruction": self.instruction}
+        topics = {
+            "tf_static": self.tf_static,
+            "tf": self.tf,
+            "points": self.points,
+            "odometry": self.odometry,
+            "instruction": self.instruction,
+        }
         return {role: topic for role, topic in topics.items() if topic}
 
 
@@ -53,7 +67,7 @@ class BagTopics:
 class BagMessage:
     """One message of a replayed topic; `message` deserialised, `raw` the CDR bytes stored."""
 
-    role: str  # "points" | "odometry" | "instruction"
+    role: str  # "points" | "odometry" | "tf" | "tf_static" | "instruction"
     topic: str
     stamp_ns: int  # bag time
     message: Any  # by role: a PointCloudMessage, OdometryMessage or StringMessage (rosbags)
@@ -61,7 +75,8 @@ class BagMessage:
 
 
 class ReplayBag:
-    """A checked rosbag2 folder; iterate `messages()` (any number of times)."""
+    """A checked rosbag2 folder; iterate `messages()` (any number of times). `roles`: role ->
+    topic of what is replayed (an optional role's topic the bag lacks is left out)."""
 
     def __init__(self, path: Path, topics: BagTopics = BagTopics()) -> None:
         self.path = Path(path)
@@ -73,17 +88,22 @@ class ReplayBag:
             found = {name: info.msgtype for name, info in reader.topics.items()}
             self.counts = {name: info.msgcount for name, info in reader.topics.items()}
             self.start_ns, self.end_ns = reader.start_time, reader.end_time
+        self.roles = {
+            role: topic
+            for role, topic in topics.roles().items()
+            if topic in found or role not in OPTIONAL_ROLES
+        }
         self._check_topics(found)
 
     @property
     def num_messages(self) -> int:
         """Messages on the replayed topics."""
-        return sum(self.counts[topic] for topic in self.topics.roles().values())
+        return sum(self.counts[topic] for topic in self.roles.values())
 
     def messages(self) -> Iterator[BagMessage]:
         """The replayed topics' messages by bag time (ties in ROLE_ORDER); raises BagError when
         the storage turns out to be corrupt part-way."""
-        role_of = {topic: role for role, topic in self.topics.roles().items()}
+        role_of = {topic: role for role, topic in self.roles.items()}
         same_time: list[BagMessage] = []
         for message in self._read(role_of):
             if same_time and message.stamp_ns != same_time[0].stamp_ns:
@@ -124,7 +144,7 @@ class ReplayBag:
 
     def _check_topics(self, found: dict[str, str]) -> None:
         available = ", ".join(f"{name} ({kind})" for name, kind in sorted(found.items())) or "none"
-        for role, topic in self.topics.roles().items():
+        for role, topic in self.roles.items():
             if topic not in found:
                 raise BagError(
                     f"{self.path}: no topic {topic} for the {role} (available: {available})"

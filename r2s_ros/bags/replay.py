@@ -1,7 +1,7 @@
 """r2s-replay: replay a rosbag2 recording through R2S and score it against the bag's ground truth.
 
     r2s-replay BAG --out report.json [--checkpoint PATH] [--device cpu]        # offline
-    r2s-replay BAG --out report.json --live [--speed 2] [--node-name r2s]      # a running node
+    r2s-replay BAG --out report.json --live [--speed 2] [--clock] [--node-name r2s]  # a node
 
 Offline, in this process and as fast as the machine goes: the bag's messages in bag-time order
 go through the node's own scene intake (r2s_ros.ingest) and inference worker (the scene encoding
@@ -45,25 +45,42 @@ from r2s_ros.worker import Answer, InferenceWorker, InstructionJob, Segmentation
 
 
 def feed(ingest: SceneIngest, message: BagMessage) -> None:
-    """Hands a cloud or odometry message to the scene intake (drops are counted there)."""
+    """Hands a cloud, odometry or tf message to the scene intake (drops are counted there)."""
     if message.role == "points":
         ingest.add_cloud(message.message)
     elif message.role == "odometry":
         ingest.add_odometry(message.message)
+    elif message.role in ("tf", "tf_static"):
+        ingest.add_transforms(message.message, static=message.role == "tf_static")
+
+
+class BagIntake:
+    """The node's intake fed a bag in order; its clock (the tf wait's) is the bag time of the
+    message fed last, so a replay places and drops exactly the same clouds every time."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self.now_s = 0.0
+        self.ingest = SceneIngest(settings, clock=lambda: self.now_s)
+
+    def feed(self, message: BagMessage) -> None:
+        self.now_s = message.stamp_ns * 1e-9
+        self.ingest.retry_waiting()  # the clouds whose wait for a transform is over by now
+        feed(self.ingest, message)
 
 
 def replay_offline(
     bag: ReplayBag, model: SegmentationModel, settings: IngestSettings
 ) -> tuple[list[Outcome], dict[str, int]]:
     """Replays the bag in-process -> an outcome per instruction and the intake counters."""
-    ingest = SceneIngest(settings)
+    intake = BagIntake(settings)
+    ingest = intake.ingest
     # Capacity 1 and one job at a time: the replay waits for each answer, so nothing is dropped.
     worker = InferenceWorker(model, ingest.snapshot, _resolve, capacity=1)
     outcomes = []
     try:
         for message in tqdm(bag.messages(), total=bag.num_messages, desc="replaying", unit="msg"):
             if message.role != "instruction":
-                feed(ingest, message)
+                intake.feed(message)
                 continue
             job = InstructionJob(message.message.data, f"bag-{len(outcomes)}")
             worker.submit(job)
@@ -82,14 +99,14 @@ def scenes_at(
     what a node fed the same messages held then."""
     order = sorted(range(len(cutoffs_ns)), key=lambda i: cutoffs_ns[i])
     snapshots: list[SceneSnapshot | None] = [None] * len(cutoffs_ns)
-    ingest, taken = SceneIngest(settings), 0
+    intake, taken = BagIntake(settings), 0
     for message in bag.messages():
         while taken < len(order) and message.stamp_ns > cutoffs_ns[order[taken]]:
-            snapshots[order[taken]] = ingest.snapshot()
+            snapshots[order[taken]] = intake.ingest.snapshot()
             taken += 1
-        feed(ingest, message)
+        intake.feed(message)
     for index in order[taken:]:
-        snapshots[index] = ingest.snapshot()
+        snapshots[index] = intake.ingest.snapshot()
     return snapshots  # type: ignore[return-value]  # every slot is filled above
 
 
@@ -153,7 +170,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="JSON report; <stem>.md and <stem>_renders/ go next to it")
     add("--points-topic", default=BagTopics.points)
     add("--odom-topic", default=BagTopics.odometry,
-        help='"" when the bag has no odometry (clouds in the fixed frame)')
+        help='"" when the bag has no odometry (clouds in the fixed frame or placed by tf)')
+    add("--tf-topic", default=BagTopics.tf, help="replayed when the bag has it")
+    add("--tf-static-topic", default=BagTopics.tf_static, help="replayed when the bag has it")
     add("--instruction-topic", default=BagTopics.instruction)
     add("--max-renders", type=int, default=20, help="PNG renders at most")
     offline = parser.add_argument_group("offline (default): the model runs in this process")
@@ -166,6 +185,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     live = parser.add_argument_group("--live: publish to a running r2s-node")
     live.add_argument("--live", action="store_true")
     live.add_argument("--speed", type=float, default=1.0, help="times the recorded pace")
+    live.add_argument("--clock", action="store_true",
+                      help="publish the bag time on /clock (run the node with use_sim_time)")
     live.add_argument("--node-name", default="r2s",
                       help="the node (its outputs: /<name>/result ...); offline: params section")
     live.add_argument("--record", type=Path, default=None,
@@ -181,7 +202,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point `r2s-replay`; exit code 2 and no report when the bag or model is unusable."""
     args = parse_args(argv)
-    topics = BagTopics(args.points_topic, args.odom_topic, args.instruction_topic)
+    topics = BagTopics(
+        args.points_topic, args.odom_topic, args.instruction_topic, args.tf_topic,
+        args.tf_static_topic,
+    )  # fmt: skip
     try:
         bag = ReplayBag(args.bag, topics)
         truth = load_ground_truth(bag)
@@ -233,7 +257,9 @@ def _run_live(
             shutil.rmtree(record)
     if record.exists():
         raise ReplayError(f"{record} exists; --record needs a new folder")
-    options = LiveOptions(args.node_name, args.speed, args.timeout, args.wait_for_node, record)
+    options = LiveOptions(
+        args.node_name, args.speed, args.timeout, args.wait_for_node, record, args.clock
+    )
     run = replay_live(bag, options)
     settings = IngestSettings.from_parameters(run.parameters)
     radius = settings.accumulator.voxel_size

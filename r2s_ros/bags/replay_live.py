@@ -1,10 +1,12 @@
 """Live replay: a bag published at its recorded pace to a running r2s node, its outputs recorded.
 
-The bag's clouds, odometry and instructions go out on their own topics as the CDR bytes stored
-(no re-encoding), `speed` times the recorded pace. The node's `~/result`, `~/target_cloud`,
-`~/relevant_markers` and `/diagnostics`, and the instructions as sent, are recorded to a new
-rosbag2 (MCAP) with the wall-clock receive time as bag time. One executor thread: the replay
-spins it while waiting for the next message's time, so callbacks never race the recorder.
+The bag's clouds, poses (/tf, /tf_static, odometry) and instructions go out on their own topics
+as the CDR bytes stored (no re-encoding), `speed` times the recorded pace; with `clock`, /clock
+carries the bag time too, for a node running with use_sim_time. The node's `~/result`,
+`~/target_cloud`, `~/relevant_markers` and `/diagnostics`, and the instructions as sent, are
+recorded to a new rosbag2 (MCAP) with the wall-clock receive time as bag time. One executor
+thread: the replay spins it while waiting for the next message's time, so callbacks never race
+the recorder.
 
 Results are matched to instructions by text, in order; the node publishes a target cloud before
 every result that is not an ERROR, so the k-th target cloud belongs to the k-th such result.
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.context import Context
@@ -32,13 +35,15 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import String
+from tf2_msgs.msg import TFMessage
 from tqdm import tqdm
 from visualization_msgs.msg import MarkerArray
 
@@ -52,7 +57,18 @@ from r2s_ros.params import NodeParameters, parameters_from_values
 from r2s_ros.pointcloud import decode_cloud
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-INPUT_TYPES = {"points": PointCloud2, "odometry": Odometry, "instruction": String}
+LATCHED = QoSProfile(
+    depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+INPUT_TYPES = {
+    "points": PointCloud2,
+    "odometry": Odometry,
+    "tf": TFMessage,
+    "tf_static": TFMessage,
+    "instruction": String,
+}
+# The inputs a node reads by its pose_source, besides points and instruction.
+POSE_ROLES = {"tf": ("tf", "tf_static"), "odometry": ("odometry",), "fixed": ()}
 STATUS_NAMES = {code: status.value for status, code in outputs.STATUS.items()}
 STATUS_NAMES[SegmentationResult.STATUS_ERROR] = ERROR
 INTERFACES = ("RelevantElement", "SegmentationResult")  # dependencies first
@@ -70,6 +86,7 @@ class LiveOptions:
     timeout_s: float = 60.0  # wait for results this long after the last progress
     discovery_timeout_s: float = 30.0
     record: Path = Path("replay_outputs")  # rosbag2 folder to create
+    clock: bool = False  # publish the bag time on /clock (for a node with use_sim_time)
 
 
 @dataclass
@@ -216,9 +233,12 @@ class _Session:
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.publishers = {
-            role: self.node.create_publisher(INPUT_TYPES[role], topic, RELIABLE)
-            for role, topic in bag.topics.roles().items()
+            role: self.node.create_publisher(
+                INPUT_TYPES[role], topic, LATCHED if role == "tf_static" else RELIABLE
+            )
+            for role, topic in bag.roles.items()
         }
+        self.clock = self.node.create_publisher(Clock, "/clock", 10) if options.clock else None
         self.results: list[tuple[SegmentationResult, float]] = []
         self.targets: deque[PointCloud2] = deque()
         self.diagnostics: dict[str, str] = {}
@@ -279,22 +299,20 @@ class _Session:
         """Waits until the node is connected and reporting; returns its parameters."""
         deadline = time.perf_counter() + self.options.discovery_timeout_s
         client = AsyncParameterClient(self.node, self.node_path)
+        inputs = [self.publishers[role] for role in ("points", "instruction")]
 
         def connected() -> bool:
             # Both directions matched (markers are published only with results, so not yet).
-            inputs = all(p.get_subscription_count() > 0 for p in self.publishers.values())
+            subscribed = all(p.get_subscription_count() > 0 for p in inputs)
             outputs = all(s.get_publisher_count() > 0 for s in self.subscriptions[:2])
             reporting = bool(self.diagnostics) and client.services_are_ready()
-            return inputs and outputs and reporting
+            return subscribed and outputs and reporting
 
-        while not connected():
-            if time.perf_counter() > deadline:
-                topics = ", ".join(self.bag.topics.roles().values())
-                raise ReplayError(
-                    f"no node {self.node_path} subscribed to {topics} and publishing /diagnostics"
-                    f" within {self.options.discovery_timeout_s:.0f} s; is r2s-node running?"
-                )
-            self.executor.spin_once(timeout_sec=0.05)
+        if self.clock is not None:  # the node's clock starts with the bag's
+            inputs.append(self.clock)
+        self._wait(connected, deadline, "publishing /diagnostics")
+        if self.clock is not None:
+            self._publish_clock(self.bag.start_ns)
         names = list(NodeParameters.__dataclass_fields__)
         future = client.get_parameters(names)
         self.executor.spin_until_future_complete(future, timeout_sec=10.0)
@@ -304,7 +322,30 @@ class _Session:
             n: parameter_value_to_python(v)
             for n, v in zip(names, future.result().values, strict=True)
         }
-        return parameters_from_values(values)
+        parameters = parameters_from_values(values)
+        # The pose topics its pose_source reads (what it does not read goes out all the same).
+        inputs += [
+            self.publishers[role]
+            for role in POSE_ROLES[parameters.pose_source]
+            if role in self.publishers
+        ]
+        self._wait(connected, deadline, f"(pose_source {parameters.pose_source})")
+        return parameters
+
+    def _publish_clock(self, stamp_ns: int) -> None:
+        sec, nanosec = divmod(stamp_ns, 10**9)
+        self.clock.publish(Clock(clock=Time(sec=sec, nanosec=nanosec)))
+
+    def _wait(self, done: Callable[[], bool], deadline: float, what: str) -> None:
+        """Spins until done(); ReplayError after `deadline`, naming the topics and `what`."""
+        while not done():
+            if time.perf_counter() > deadline:
+                topics = ", ".join(self.bag.roles.values())
+                raise ReplayError(
+                    f"no node {self.node_path} subscribed to {topics} and {what}"
+                    f" within {self.options.discovery_timeout_s:.0f} s; is r2s-node running?"
+                )
+            self.executor.spin_once(timeout_sec=0.05)
 
     def _publish_bag(self) -> tuple[list[tuple[BagMessage, float]], dict[str, int]]:
         """Publishes every message at its recorded time (scaled by speed), spinning between."""
@@ -317,6 +358,8 @@ class _Session:
                 start_s, first_ns = time.perf_counter(), message.stamp_ns
             due_s = start_s + (message.stamp_ns - first_ns) / 1e9 / self.options.speed
             self._spin_until(lambda: False, timeout_s=due_s - time.perf_counter())  # just wait
+            if self.clock is not None:
+                self._publish_clock(message.stamp_ns)
             # Stamped before publish(): a local node may receive it before publish() returns.
             sent_s = time.perf_counter()
             self.publishers[message.role].publish(message.raw)

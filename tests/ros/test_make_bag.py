@@ -31,6 +31,7 @@ from r2s_ros.bags.scan_sim import (
 )
 from r2s_ros.pointcloud import decode_cloud
 from r2s_ros.poses import Pose, pose_from_odometry, stamp_seconds, transform_points
+from r2s_ros.transforms import TransformBuffer
 
 NOISELESS = SensorModel(noise_m=0.0, noise_quadratic=0.0)
 SMALL_BAG = BagSettings(seed=3, frames=6, instructions=3, points_per_m2=500.0)
@@ -200,12 +201,15 @@ def test_the_bag_holds_the_contracted_topics_types_and_counts(small_bag: Path) -
     messages = read_bag(small_bag)
     types = {topic: kind for topic, kind, _, _ in messages}
     assert types == {
+        "/tf_static": "tf2_msgs/msg/TFMessage",
+        "/tf": "tf2_msgs/msg/TFMessage",
         "/odom": "nav_msgs/msg/Odometry",
         "/points": "sensor_msgs/msg/PointCloud2",
         "/instruction": "std_msgs/msg/String",
     }
     topics = [topic for topic, _, _, _ in messages]
-    assert topics.count("/odom") == topics.count("/points") == 6
+    assert topics.count("/tf") == topics.count("/odom") == topics.count("/points") == 6
+    assert topics.count("/tf_static") == 1
     assert topics.count("/instruction") == len(records) == 3
     assert sorted(p.name for p in small_bag.iterdir()) == [
         "metadata.yaml",
@@ -219,18 +223,25 @@ def test_messages_are_in_time_order_with_each_pose_just_before_its_cloud(small_b
     messages = read_bag(small_bag)
     times = [t for _, _, t, _ in messages]
     assert times == sorted(times)
-    scans = [m for m in messages if m[0] != "/instruction"]
+    static_topic, _, static_time, static = messages[0]
+    assert (static_topic, static_time) == ("/tf_static", contract.START_NS)
+    assert [(t.header.frame_id, t.child_frame_id) for t in static.transforms] == [
+        ("base_link", "sensor")
+    ]
+    scans = [m for m in messages[1:] if m[0] != "/instruction"]
     period_ns = round(1e9 / SMALL_BAG.rate_hz)
     for i in range(6):
-        (odom_topic, _, odom_time, odom), (cloud_topic, _, cloud_time, cloud) = scans[
-            2 * i : 2 * i + 2
-        ]
-        assert (odom_topic, cloud_topic) == ("/odom", "/points")
+        topics, _, bag_times, (tf, odom, cloud) = zip(*scans[3 * i : 3 * i + 3], strict=True)
+        assert topics == ("/tf", "/odom", "/points")
         expected = contract.START_NS + i * period_ns
-        assert odom_time == cloud_time == stamp_ns(odom) == stamp_ns(cloud) == expected
+        assert bag_times == (expected,) * 3
+        assert stamp_ns(tf.transforms[0]) == stamp_ns(odom) == stamp_ns(cloud) == expected
+        (link,) = tf.transforms
+        assert (link.header.frame_id, link.child_frame_id) == ("map", "base_link")
         assert (odom.header.frame_id, odom.child_frame_id) == ("map", "sensor")
         assert cloud.header.frame_id == "sensor"
-        assert messages.index(scans[2 * i + 1]) == messages.index(scans[2 * i]) + 1
+        at = messages.index(scans[3 * i])
+        assert messages[at : at + 3] == scans[3 * i : 3 * i + 3]
 
     _, records = read_ground_truth(small_bag)
     instructions = [(t, m.data) for topic, _, t, m in messages if topic == "/instruction"]
@@ -244,8 +255,10 @@ def test_clouds_decode_and_land_on_the_room_through_their_poses(small_bag: Path)
     scene, _ = read_ground_truth(small_bag)
     tree = cKDTree(scene.points)
     messages = read_bag(small_bag)
-    scans = [m[3] for m in messages if m[0] != "/instruction"]
-    for odom, cloud in zip(scans[::2], scans[1::2], strict=True):
+    transforms = TransformBuffer()
+    transforms.add_message(messages[0][3], static=True)
+    scans = [m[3] for m in messages[1:] if m[0] != "/instruction"]
+    for tf, odom, cloud in zip(scans[::3], scans[1::3], scans[2::3], strict=True):
         assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [
             ("x", 0, 7),
             ("y", 4, 7),
@@ -256,6 +269,11 @@ def test_clouds_decode_and_land_on_the_room_through_their_poses(small_bag: Path)
         assert decoded.num_input == cloud.width > 1000 and decoded.num_nonfinite == 0
         pose = pose_from_odometry(odom)
         assert stamp_seconds(cloud.header.stamp) == pose.stamp_s
+        # /tf_static and /tf compose to the very pose /odom gives the sensor.
+        transforms.add_message(tf, static=False)
+        through_tf = transforms.lookup("map", "sensor", pose.stamp_s)
+        np.testing.assert_allclose(through_tf.translation, pose.translation, atol=1e-9)
+        np.testing.assert_allclose(through_tf.rotation, pose.rotation, atol=1e-9)
         in_map = transform_points(decoded.points, pose)
         distance, nearest = tree.query(in_map)
         # Range noise (2 mm + 1 mm/m^2 r^2) plus the gap to the nearest ground-truth point.
@@ -295,19 +313,16 @@ def test_sqlite3_storage_and_interleaved_instructions(tmp_path: Path) -> None:
     messages = read_bag(bag)
     # Instructions at 1/3 and 2/3 of the 3 frame periods: on the stamps of scans 1 and 2, each
     # stored after that scan's pose and cloud.
-    assert [topic for topic, _, _, _ in messages] == ["/odom", "/points"] * 2 + [
-        "/instruction",
-        "/odom",
-        "/points",
-        "/instruction",
-        "/odom",
-        "/points",
-    ]
+    scan = ["/tf", "/odom", "/points"]
+    assert [topic for topic, _, _, _ in messages] == (
+        ["/tf_static", *scan, *scan, "/instruction", *scan, "/instruction", *scan]
+    )
     times = [t for _, _, t, _ in messages]
     period_ns = round(1e9 / settings.rate_hz)
-    assert times == [contract.START_NS + period_ns * n for n in (0, 0, 1, 1, 1, 2, 2, 2, 3, 3)]
+    frames = (0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3)
+    assert times == [contract.START_NS + period_ns * n for n in frames]
     _, records = read_ground_truth(bag)
-    assert [r["stamp_ns"] for r in records] == [times[4], times[7]]
+    assert [r["stamp_ns"] for r in records] == [times[7], times[11]]
 
 
 # -- the CLI and atomic writing ----------------------------------------------------------------

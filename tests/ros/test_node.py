@@ -45,7 +45,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def node_process(checkpoint: Path) -> Iterator[subprocess.Popen]:
-    with running_node(checkpoint, f"instruction_queue_size:={QUEUE_SIZE}") as process:
+    overrides = (f"instruction_queue_size:={QUEUE_SIZE}", "pose_source:=odometry")
+    with running_node(checkpoint, *overrides) as process:
         yield process
 
 

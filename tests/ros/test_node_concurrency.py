@@ -23,6 +23,7 @@ from r2s_model.scene import SceneEncoding
 from r2s_ros.msg import SegmentationResult
 from r2s_ros.node import R2SNode, serve
 from r2s_ros.srv import Segment
+from r2s_ros.worker import OnRelevant
 from tests.model.tiny import tiny_model
 from tests.ros.conftest import PARAMS_FILE
 from tests.ros.test_node import MODEL_STATUSES, WAIT_S, Driver
@@ -52,8 +53,10 @@ class GatedModel:
         finally:
             self.left.set()
 
-    def segment(self, scene: SceneEncoding, instruction: str) -> SegmentationOutput:
-        return self._model.segment(scene, instruction)
+    def segment(
+        self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
+    ) -> SegmentationOutput:
+        return self._model.segment(scene, instruction, on_relevant)
 
 
 @pytest.fixture

@@ -86,7 +86,8 @@ def test_bag_messages_come_in_bag_time_order_poses_first(bags: dict[str, Path]) 
         stamps = [message.stamp_ns for message in messages]
         assert stamps == sorted(stamps)
         roles = [message.role for message in messages]
-        assert roles == ["odometry", "points"] * FRAMES + ["instruction"] * INSTRUCTIONS
+        scans = ["tf", "odometry", "points"] * FRAMES
+        assert roles == ["tf_static", *scans] + ["instruction"] * INSTRUCTIONS
 
 
 def test_bag_clouds_decode_as_the_same_clouds_over_ros(bags: dict[str, Path]) -> None:
@@ -212,8 +213,9 @@ def test_live_without_a_node_says_so(
 
 @pytest.fixture(scope="module")
 def node_process(checkpoint: Path) -> Iterator[subprocess.Popen]:
-    # Reliable clouds: every cloud arrives, so the rebuilt scene must equal the node's.
-    with running_node(checkpoint) as process:
+    """Placing clouds by the bag's /tf, on the bag's time (the replay's --clock). Reliable
+    clouds: every cloud arrives, so the rebuilt scene must equal the node's."""
+    with running_node(checkpoint, "pose_source:=tf", "use_sim_time:=true") as process:
         yield process
 
 
@@ -221,12 +223,13 @@ def test_live_replay_answers_every_instruction(
     node_process: subprocess.Popen, bags: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "live" / "report.json"
-    arguments = ["--live", "--speed", "4", "--wait-for-node", "120"]
+    arguments = ["--live", "--clock", "--speed", "4", "--wait-for-node", "120"]
     assert main([str(bags["mcap"]), "--out", str(out), *arguments]) == 0, node_process.poll()
     report = json.loads(out.read_text())
     assert report["mode"] == "live"
     assert report["num_instructions"] == INSTRUCTIONS
-    assert report["inputs"]["published"] == {"points": FRAMES, "odometry": FRAMES, "instruction": 3}
+    published = {"points": FRAMES, "tf": FRAMES, "odometry": FRAMES, "instruction": 3}
+    assert report["inputs"]["published"] == published | {"tf_static": 1}
     assert report["inputs"]["node"]["clouds_accepted"] == FRAMES, report["inputs"]
     assert report["unmatched_results"] == 0
     for entry in report["instructions"]:
@@ -241,14 +244,21 @@ def test_live_replay_answers_every_instruction(
     recorded = Path(report["recorded_bag"])
     with AnyReader([recorded]) as reader:
         counts = {topic: info.msgcount for topic, info in reader.topics.items()}
-        results = [
-            reader.deserialize(raw, connection.msgtype)
-            for connection, _, raw in reader.messages()
-            if connection.topic == "/r2s/result"
-        ]
+        results, diagnostics = (
+            [
+                reader.deserialize(raw, connection.msgtype)
+                for connection, _, raw in reader.messages()
+                if connection.topic == topic
+            ]
+            for topic in ("/r2s/result", "/diagnostics")
+        )
     assert counts["/r2s/result"] == counts["/instruction"] == INSTRUCTIONS
     assert counts["/r2s/target_cloud"] == counts["/r2s/relevant_markers"] == INSTRUCTIONS
     assert counts["/diagnostics"] > 0
+    # The node ran on the bag's time (use_sim_time, /clock from the replay), not the wall's.
+    bag_end_s = contract.START_NS / 1e9 + 60
+    late = [d for d in diagnostics[1:] if d.header.stamp.sec > bag_end_s]
+    assert diagnostics[-1].header.stamp.sec >= contract.START_NS // 10**9 and not late
     assert [r.instruction for r in results] == [e["text"] for e in report["instructions"]]
     # Our reader reads it too (the target clouds in the role of points).
     outputs = BagTopics(points="/r2s/target_cloud", odometry="", instruction="/instruction")
@@ -261,7 +271,8 @@ def test_live_replay_accounts_for_instructions_left_unanswered(
     """Everything published within milliseconds and no patience: the first answer alone takes
     longer (it encodes the scene), so some instructions time out, and all are reported."""
     out = tmp_path / "report.json"
-    arguments = ["--live", "--speed", "1000", "--timeout", "0.01", "--wait-for-node", "120"]
+    arguments = ["--live", "--clock", "--speed", "1000", "--timeout", "0.01"]
+    arguments += ["--wait-for-node", "120"]
     assert main([str(bags["mcap"]), "--out", str(out), *arguments]) == 0
     entries = json.loads(out.read_text())["instructions"]
     assert len(entries) == INSTRUCTIONS

@@ -15,7 +15,14 @@ import pytest
 from r2s_model.model import R2SModel, SegmentationOutput
 from r2s_model.scene import SceneEncoding
 from r2s_ros.accumulator import SceneSnapshot
-from r2s_ros.worker import QUEUE_FULL, SHUTTING_DOWN, Answer, InferenceWorker, InstructionJob
+from r2s_ros.worker import (
+    QUEUE_FULL,
+    SHUTTING_DOWN,
+    Answer,
+    InferenceWorker,
+    InstructionJob,
+    OnRelevant,
+)
 from tests.model.scenes import make_box_scene
 from tests.model.tiny import tiny_model
 
@@ -37,10 +44,12 @@ class FailsOnOneInstruction:
     def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding:
         return self._model.encode_scene(points, colors)
 
-    def segment(self, scene: SceneEncoding, instruction: str) -> SegmentationOutput:
+    def segment(
+        self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
+    ) -> SegmentationOutput:
         if instruction == FAILING_INSTRUCTION:
             raise RuntimeError("simulated model failure")
-        return self._model.segment(scene, instruction)
+        return self._model.segment(scene, instruction, on_relevant)
 
 
 def box_snapshot(version: int) -> SceneSnapshot:
