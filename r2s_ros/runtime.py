@@ -78,7 +78,7 @@ TF_STATIC_QOS = QoSProfile(
     depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 TF_RETRY_S = 0.05  # clouds waiting for their transform are looked up again this often
-CANCEL_POLL_S = 0.05  # a goal's cancel request reaches the worker within this
+CANCEL_POLL_S = 0.05  # a waiting goal is taken from the queue this soon after its cancel
 WARN_THROTTLE_S = 5.0
 # Threads for the callbacks that never block, plus one per request that may wait for the worker.
 EXECUTOR_THREADS = 4 + MAX_INSTRUCTION_QUEUE + 1
@@ -265,9 +265,15 @@ class R2SRuntime:
             stage = ACTION_STAGES[progress.stage]
             goal.publish_feedback(SegmentAction.Feedback(stage=stage, relevant=relevant))
 
-        job = InstructionJob(request.instruction, instruction_id, on_progress=feedback)
+        # The worker's checks see a cancel request once the goal is CANCELING, never before.
+        job = InstructionJob(
+            request.instruction,
+            instruction_id,
+            on_progress=feedback,
+            cancel_requested=lambda: goal.is_cancel_requested,
+        )
         goal.publish_feedback(SegmentAction.Feedback(stage=SegmentAction.Feedback.STAGE_QUEUED))
-        result = self._answer(job, lambda: goal.is_cancel_requested)
+        result = self._answer(job)
         if result.status == SegmentationResult.STATUS_CANCELLED:
             goal.canceled()
         elif result.status == SegmentationResult.STATUS_ERROR:
@@ -276,11 +282,10 @@ class R2SRuntime:
             goal.succeed()
         return SegmentAction.Result(result=result)
 
-    def _answer(
-        self, job: InstructionJob, cancel_requested: Callable[[], bool] = lambda: False
-    ) -> SegmentationResult:
-        """Submits a request's job and waits for its result (published on ~/result too),
-        passing a cancel request on to the worker; an inactive node answers it as dropped."""
+    def _answer(self, job: InstructionJob) -> SegmentationResult:
+        """Submits a request's job and waits for its result (published on ~/result too); a
+        waiting job whose cancel was requested is taken from the queue. An inactive node
+        answers the job as dropped."""
         worker = self._worker
         if worker is None:
             self._publish_answer(Answer(job, error=INACTIVE))
@@ -290,7 +295,7 @@ class R2SRuntime:
             try:
                 return job.done.result(timeout=CANCEL_POLL_S)
             except TimeoutError:
-                if cancel_requested():
+                if job.cancel_requested():
                     worker.cancel(job)
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:

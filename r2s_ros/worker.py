@@ -67,18 +67,19 @@ class _Cancelled(Exception):
 class InstructionJob:
     """One instruction waiting for its answer; `done` resolves to what the answer callback
     sets (the node: the published SegmentationResult). `on_progress` runs on the worker
-    thread."""
+    thread; so does `cancel_requested`, which the worker's checks ask besides `cancel`."""
 
     text: str
     instruction_id: str
     received_s: float = field(default_factory=time.perf_counter)
     done: Future = field(default_factory=Future)
     on_progress: Callable[[Progress], None] | None = None
+    cancel_requested: Callable[[], bool] = lambda: False
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def check(self) -> None:
         """Raises _Cancelled for a cancelled job."""
-        if self.cancelled.is_set():
+        if self.cancelled.is_set() or self.cancel_requested():
             raise _Cancelled
 
     def report(self, progress: Progress) -> None:

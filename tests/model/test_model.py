@@ -156,6 +156,27 @@ def test_reused_scene_encoding_gives_identical_results(scene) -> None:
     assert [e.name for e in reused.relevant] == [e.name for e in fresh.relevant]
 
 
+def test_on_relevant_gets_stage_1s_elements_and_can_abandon_the_call(scene) -> None:
+    model = tiny_model().eval()
+    encoded = model.encode_scene(scene.points, scene.colors)
+    seen: list = []
+    output = model.segment(encoded, "the box", on_relevant=seen.append)
+    assert seen == [output.relevant]
+
+    class Stop(Exception):
+        pass
+
+    def stop(_relevant: list) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        model.segment(encoded, "the box", on_relevant=stop)
+    assert model.segment(encoded, "the box").target_score == output.target_score
+    single = tiny_model(mode="single_stage").eval()
+    single.segment(single.encode_scene(scene.points, scene.colors), "the box", seen.append)
+    assert len(seen) == 1  # no stage 1, no call
+
+
 def test_cropped_prefix_cache_matches_a_fresh_run(scene) -> None:
     """Stage 2 continues the prefix cache after stage 1 was cropped away: same states as
     running prefix + stage 2 prompt from scratch."""

@@ -16,12 +16,16 @@ from r2s_model.model import R2SModel, SegmentationOutput
 from r2s_model.scene import SceneEncoding
 from r2s_ros.accumulator import SceneSnapshot
 from r2s_ros.worker import (
+    CANCELLED,
+    ENCODING,
     QUEUE_FULL,
+    RELEVANT,
     SHUTTING_DOWN,
     Answer,
     InferenceWorker,
     InstructionJob,
     OnRelevant,
+    Progress,
 )
 from tests.model.scenes import make_box_scene
 from tests.model.tiny import tiny_model
@@ -160,3 +164,70 @@ def test_scene_encoding_is_reused_until_the_scene_version_changes(harness: Harne
     assert not changed.reused_encoding
     assert changed.encode_ms > 0.0
     assert changed.scene.version == 2
+
+
+def test_progress_reports_the_encoding_then_stage_1s_elements(harness: Harness) -> None:
+    progress: list[Progress] = []
+    job = InstructionJob("the red box", "id-progress", on_progress=progress.append)
+    harness.worker.submit(job)
+    answer = job.done.result(timeout=WAIT_S)
+    assert [p.stage for p in progress] == [ENCODING, RELEVANT]
+    assert progress[1].scene is answer.scene
+    assert progress[1].relevant == answer.output.relevant
+
+
+def test_cancel_answers_a_waiting_job_at_once(harness: Harness) -> None:
+    in_progress = harness.hold_busy()
+    waiting = harness.submit("waiting")
+    harness.worker.cancel(waiting)
+    assert waiting.done.done(), "a waiting job is answered on the cancelling thread"
+    answer = waiting.done.result()
+    assert (answer.cancelled, answer.error, answer.output) == (True, CANCELLED, None)
+    assert harness.worker.depth == 0
+
+    harness.gate.set()
+    assert in_progress.done.result(timeout=WAIT_S).output is not None
+    harness.worker.cancel(in_progress)  # too late: the answer stands
+    assert not in_progress.done.result().cancelled
+
+
+class CancelledInStage1:
+    """The real tiny model; `cancel` runs as stage 1 ends, before its elements are handed on."""
+
+    def __init__(self, model: R2SModel) -> None:
+        self._model = model
+        self.cancel = lambda: None
+        self.stage2_ran = False
+
+    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding:
+        return self._model.encode_scene(points, colors)
+
+    def segment(
+        self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
+    ) -> SegmentationOutput:
+        def stage1_done(relevant: list) -> None:
+            self.cancel()
+            on_relevant(relevant)
+
+        output = self._model.segment(scene, instruction, stage1_done)
+        self.stage2_ran = True
+        return output
+
+
+def test_cancel_in_stage_1_abandons_stage_2() -> None:
+    cancelling = CancelledInStage1(tiny_model(seed=1).eval())
+    progress: list[Progress] = []
+    worker = InferenceWorker(
+        cancelling, lambda: box_snapshot(1), lambda a: a.job.done.set_result(a), CAPACITY
+    )
+    job = InstructionJob("the red box", "id-cancel", on_progress=progress.append)
+    cancelling.cancel = lambda: worker.cancel(job)
+    try:
+        worker.submit(job)
+        answer = job.done.result(timeout=WAIT_S)
+    finally:
+        worker.stop()
+    assert (answer.cancelled, answer.error, answer.output) == (True, CANCELLED, None)
+    assert answer.scene is not None  # the encoding was done
+    assert not cancelling.stage2_ran
+    assert [p.stage for p in progress] == [ENCODING]
