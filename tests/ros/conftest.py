@@ -60,16 +60,21 @@ def stop_process(process: subprocess.Popen, timeout: float) -> None:
         process.wait()
 
 
-def node_command(*overrides: str) -> list[str]:
-    """`r2s-node` (as a module, so no installed entry point is needed) with the params file."""
+def node_command(*overrides: str, module: str = "r2s_ros.node", namespace: str = "") -> list[str]:
+    """`r2s-node` (as a module, so no installed entry point is needed; `r2s_ros.lifecycle_node`
+    for the managed one) with the params file, in `namespace`."""
     arguments = ["--ros-args", "--params-file", str(PARAMS_FILE)]
+    if namespace:
+        arguments += ["-r", f"__ns:={namespace}"]
     for override in overrides:
         arguments += ["-p", override]
-    return [sys.executable, "-m", "r2s_ros.node", *arguments]
+    return [sys.executable, "-m", module, *arguments]
 
 
 @contextlib.contextmanager
-def running_node(checkpoint: Path, *overrides: str) -> Iterator[subprocess.Popen]:
+def running_node(
+    checkpoint: Path, *overrides: str, module: str = "r2s_ros.node", namespace: str = ""
+) -> Iterator[subprocess.Popen]:
     """The node in its own process on `checkpoint`, with 5 cm voxels, reliable cloud QoS (no
     lost fragments of large clouds in a test), fast diagnostics and the given overrides."""
     process = subprocess.Popen(
@@ -79,6 +84,8 @@ def running_node(checkpoint: Path, *overrides: str) -> Iterator[subprocess.Popen
             "points_qos:=reliable",
             "diagnostics_period_s:=0.3",
             *overrides,
+            module=module,
+            namespace=namespace,
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
