@@ -1,44 +1,43 @@
-"""Starts the r2s node with config/r2s.yaml; topics remappable from the command line.
+"""Starts the r2s node (plain, or managed with `managed:=true`) with config/r2s.yaml.
 
-ros2 launch r2s_ros r2s.launch.py points:=/camera/points checkpoint:=/path/to/model
+    ros2 launch r2s_ros r2s.launch.py points:=/camera/points checkpoint:=/path/to/model
+    ros2 launch r2s_ros r2s.launch.py namespace:=perception managed:=true autostart:=true
+
+Arguments and what they become: r2s_ros/launch_args.py (ARGUMENTS).
 """
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
-REMAPPABLE = {"points": "points", "instruction": "instruction", "odom": "odom"}
+from r2s_ros.launch_args import ARGUMENTS, node_spec
+
+
+def _node(context: LaunchContext) -> list[Node]:
+    values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    spec = node_spec(values, Path(get_package_share_directory("r2s_ros")))
+    common = {
+        "package": "r2s_ros",
+        "executable": spec.executable,
+        "name": "r2s",
+        "namespace": spec.namespace,
+        "output": "screen",
+        "parameters": spec.parameters,
+        "remappings": spec.remappings,
+    }
+    if spec.managed:
+        return [LifecycleNode(**common, autostart=spec.autostart)]
+    return [Node(**common)]
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = Path(get_package_share_directory("r2s_ros"))
     arguments = [
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=str(share / "config" / "r2s.yaml"),
-            description="parameters",
-        ),
-        DeclareLaunchArgument(
-            "checkpoint", default_value="", description="model checkpoint folder"
-        ),
-        *[
-            DeclareLaunchArgument(name, default_value=topic, description=f"{name} topic")
-            for name, topic in REMAPPABLE.items()
-        ],
+        DeclareLaunchArgument(name, default_value=default, description=description)
+        for name, (default, description) in ARGUMENTS.items()
     ]
-    node = Node(
-        package="r2s_ros",
-        executable="r2s_node",
-        name="r2s",
-        output="screen",
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {"checkpoint": LaunchConfiguration("checkpoint")},
-        ],
-        remappings=[(name, LaunchConfiguration(name)) for name in REMAPPABLE],
-    )
-    return LaunchDescription([*arguments, node])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_node)])

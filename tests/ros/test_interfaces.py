@@ -1,6 +1,11 @@
-"""The generated r2s_ros interfaces carry every field across processes over real DDS."""
+"""The generated r2s_ros interfaces carry every field across processes over real DDS; the
+tf2_msgs the node reads /tf with is a robot's, or a stand-in of the same type."""
 
+import json
+import site
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import rclpy
@@ -8,6 +13,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from r2s_ros.bags import contract
 from r2s_ros.msg import RelevantElement, SegmentationResult
 from r2s_ros.srv import Segment
 
@@ -21,8 +27,9 @@ def test_status_constants_are_distinct() -> None:
         SegmentationResult.STATUS_EMPTY_SCENE,
         SegmentationResult.STATUS_INVALID_INSTRUCTION,
         SegmentationResult.STATUS_ERROR,
+        SegmentationResult.STATUS_CANCELLED,
     }
-    assert statuses == {0, 1, 2, 3, 4}
+    assert statuses == {0, 1, 2, 3, 4, 5}
 
 
 def test_result_received_from_another_process(ros_context: Context, spawn_peer) -> None:
@@ -97,3 +104,22 @@ def test_rclpy_is_real_dds() -> None:
 
     assert get_rmw_implementation_identifier() == "rmw_fastrtps_cpp"
     assert rclpy.__file__.endswith("rclpy/__init__.py")
+
+
+def test_tf2_msgs_is_installed_or_a_stand_in_of_the_same_type_that_shadows_nothing() -> None:
+    import tf2_msgs
+    from tf2_msgs.msg import TFMessage
+
+    location = Path(tf2_msgs.__path__[0]).parent
+    share = location.parents[2] / "share" / "tf2_msgs"  # PREFIX/lib/<python or ours>/site-packages
+    hashes = json.loads((share / "msg" / "TFMessage.json").read_text())["type_hashes"]
+    ours = next(h["hash_string"] for h in hashes if h["type_name"] == "tf2_msgs/msg/TFMessage")
+    # The same RIHS01 type hash as ROS 2 Kilted's own tf2_msgs (rosbags carries its definitions):
+    # a robot's /tf publishers and the stand-in talk to each other.
+    assert ours == contract.typestore().hash_rihs01(contract.TF_TYPE)
+    assert TFMessage().transforms == []
+    if location.parts[-2] == "r2s_fallback_interfaces":  # setup_env.sh built the stand-in
+        # ... after the interpreter's own site-packages, where an installed tf2_msgs would be.
+        entries = [Path(entry) for entry in sys.path]
+        packages = [entries.index(Path(p)) for p in site.getsitepackages() if Path(p) in entries]
+        assert entries.index(location) > max(packages)
