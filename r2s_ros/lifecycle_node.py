@@ -15,10 +15,12 @@ process stays up, and a later `configure` can succeed (e.g. once the checkpoint 
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from collections.abc import Callable
 
 import rclpy
+import torch
 from rclpy.context import Context
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
@@ -87,10 +89,17 @@ class R2SLifecycleNode(LifecycleNode):
         super().destroy_node()
 
     def _release(self) -> None:
-        """Destroys the runtime; the model goes with the last reference to it."""
-        if self.runtime is not None:
-            runtime, self.runtime = self.runtime, None
-            runtime.destroy()
+        """Destroys the runtime; the model goes with the last reference to it, and on CUDA
+        the memory it held goes back to the driver for other processes."""
+        if self.runtime is None:
+            return
+        runtime, self.runtime = self.runtime, None
+        on_cuda = runtime.loaded.device.startswith("cuda")
+        runtime.destroy()
+        del runtime
+        if on_cuda:
+            gc.collect()
+            torch.cuda.empty_cache()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -5,8 +5,8 @@ Frames: a nav_msgs/Odometry message gives the pose of `child_frame_id` (the robo
 in `header.frame_id` (the fixed frame, e.g. `odom` or `map`): a point p in the child frame lies
 at rotation @ p + translation in the fixed frame. So when a cloud's `header.frame_id` is the
 odometry child frame, `transform_points(cloud, buffer.lookup(cloud_stamp, tolerance))` maps it
-into the fixed frame. A cloud in another frame (a camera mounted on the base) first needs the
-static sensor -> base offset composed in; that is a later concern and nothing here assumes one.
+into the fixed frame. Clouds in any other frame (a camera mounted on the base) are placed through
+the tf tree instead (`transforms.TransformBuffer`, which keeps each dynamic link in a PoseBuffer).
 
 Stamps are float seconds (`stamp_seconds`); float64 resolves them to under a microsecond.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -10,8 +11,14 @@ import torch
 from r2s_model.config import R2SConfig
 from r2s_model.encoder import EncoderConfig
 from r2s_model.llm import build_tiny_llm
-from r2s_model.model import R2SModel, TrainingBatch, TrainingSample
-from r2s_model.scene import superpoint_fractions
+from r2s_model.model import (
+    R2SModel,
+    RelevantPrediction,
+    SegmentationOutput,
+    TrainingBatch,
+    TrainingSample,
+)
+from r2s_model.scene import SceneEncoding, superpoint_fractions
 from r2s_model.superpoints import compute_superpoints
 from tests.model.scenes import make_box_scene
 
@@ -35,6 +42,26 @@ def tiny_model(seed: int = 0, **overrides: object) -> R2SModel:
     torch.manual_seed(seed)
     llm = build_tiny_llm(seed=seed)
     return R2SModel(tiny_config(llm_source=llm.source, **overrides), llm)
+
+
+OnRelevant = Callable[[list[RelevantPrediction]], None] | None
+
+
+class HookedModel:
+    """A real model whose stage-1 hook is `around(instruction, on_relevant)`: a hook that
+    wraps the caller's (None when it passes none), e.g. to hold or cancel the worker there."""
+
+    def __init__(self, model: R2SModel, around: Callable[[str, OnRelevant], OnRelevant]) -> None:
+        self._model = model
+        self._around = around
+
+    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding:
+        return self._model.encode_scene(points, colors)
+
+    def segment(
+        self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
+    ) -> SegmentationOutput:
+        return self._model.segment(scene, instruction, self._around(instruction, on_relevant))
 
 
 @dataclasses.dataclass

@@ -28,7 +28,7 @@ from r2s_ros.worker import (
     Progress,
 )
 from tests.model.scenes import make_box_scene
-from tests.model.tiny import tiny_model
+from tests.model.tiny import HookedModel, tiny_model
 
 WAIT_S = 30.0
 CAPACITY = 2
@@ -191,37 +191,25 @@ def test_cancel_answers_a_waiting_job_at_once(harness: Harness) -> None:
     assert not in_progress.done.result().cancelled
 
 
-class CancelledInStage1:
-    """The real tiny model; `cancel` runs as stage 1 ends, before its elements are handed on."""
-
-    def __init__(self, model: R2SModel) -> None:
-        self._model = model
-        self.cancel = lambda: None
-        self.stage2_ran = False
-
-    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding:
-        return self._model.encode_scene(points, colors)
-
-    def segment(
-        self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
-    ) -> SegmentationOutput:
-        def stage1_done(relevant: list) -> None:
-            self.cancel()
-            on_relevant(relevant)
-
-        output = self._model.segment(scene, instruction, stage1_done)
-        self.stage2_ran = True
-        return output
-
-
 def test_cancel_in_stage_1_abandons_stage_2() -> None:
-    cancelling = CancelledInStage1(tiny_model(seed=1).eval())
+    """The job is cancelled as stage 1 ends: the hook the worker gave the model raises, so the
+    model never reaches stage 2 (the hook contract, tests/model/test_model.py)."""
     progress: list[Progress] = []
-    worker = InferenceWorker(
-        cancelling, lambda: box_snapshot(1), lambda a: a.job.done.set_result(a), CAPACITY
-    )
     job = InstructionJob("the red box", "id-cancel", on_progress=progress.append)
-    cancelling.cancel = lambda: worker.cancel(job)
+    hook_returned: list[bool] = []
+
+    def cancel_first(_instruction: str, on_relevant: OnRelevant) -> OnRelevant:
+        def stage1_done(relevant: list) -> None:
+            worker.cancel(job)
+            on_relevant(relevant)
+            hook_returned.append(True)
+
+        return stage1_done
+
+    model = HookedModel(tiny_model(seed=1).eval(), cancel_first)
+    worker = InferenceWorker(
+        model, lambda: box_snapshot(1), lambda a: a.job.done.set_result(a), CAPACITY
+    )
     try:
         worker.submit(job)
         answer = job.done.result(timeout=WAIT_S)
@@ -229,5 +217,5 @@ def test_cancel_in_stage_1_abandons_stage_2() -> None:
         worker.stop()
     assert (answer.cancelled, answer.error, answer.output) == (True, CANCELLED, None)
     assert answer.scene is not None  # the encoding was done
-    assert not cancelling.stage2_ran
+    assert not hook_returned
     assert [p.stage for p in progress] == [ENCODING]

@@ -13,15 +13,12 @@ from __future__ import annotations
 import sys
 import threading
 
-import numpy as np
 import rclpy
 import torch
 
-from r2s_model.model import R2SModel, SegmentationOutput
-from r2s_model.scene import SceneEncoding
+from r2s_model.model import R2SModel
 from r2s_ros.node import R2SNode, serve
-from r2s_ros.worker import OnRelevant
-from tests.model.tiny import tiny_model
+from tests.model.tiny import HookedModel, OnRelevant, tiny_model
 
 HOLD = "hold:"
 RELEASE_TIMEOUT_S = 120.0
@@ -40,20 +37,15 @@ def eager_model() -> R2SModel:
     return model
 
 
-class HeldModel:
-    """The eager model; a HOLD instruction waits after stage 1 until stdin says `release`."""
+class Holds:
+    """The stage-1 hook of HOLD instructions: hands the elements on, then waits until stdin
+    says `release`."""
 
-    def __init__(self, model: R2SModel) -> None:
-        self._model = model
+    def __init__(self) -> None:
         self._releases = threading.Semaphore(0)
         threading.Thread(target=self._read_releases, daemon=True).start()
 
-    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding:
-        return self._model.encode_scene(points, colors)
-
-    def segment(
-        self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
-    ) -> SegmentationOutput:
+    def around(self, instruction: str, on_relevant: OnRelevant) -> OnRelevant:
         def stage1_done(relevant: list) -> None:
             if on_relevant is not None:
                 on_relevant(relevant)
@@ -62,7 +54,7 @@ class HeldModel:
                 if not self._releases.acquire(timeout=RELEASE_TIMEOUT_S):
                     raise RuntimeError("the test never released the worker")
 
-        return self._model.segment(scene, instruction, stage1_done)
+        return stage1_done
 
     def _read_releases(self) -> None:
         while line := sys.stdin.readline():
@@ -72,7 +64,7 @@ class HeldModel:
 
 def main() -> int:
     rclpy.init(args=sys.argv)
-    serve(R2SNode(model=HeldModel(eager_model())))
+    serve(R2SNode(model=HookedModel(eager_model(), Holds().around)))
     rclpy.try_shutdown()
     return 0
 
