@@ -75,6 +75,9 @@ def test_colcon_builds_the_workspace(tmp_path: Path) -> None:
         from r2s_model.checkpoint import DEFAULT_CHECKPOINT
         from r2s_ros.msg import RelevantElement, SegmentationResult
         from r2s_ros.srv import Segment
+        from r2s_ros.action import Segment as SegmentAction
+        assert SegmentAction.Feedback.STAGE_RELEVANT == 2
+        import r2s_ros.lifecycle_node, r2s_ros.launch_args
         result = SegmentationResult(relevant=[RelevantElement(name="bed")])
         print(r2s_ros.__file__)
         print(r2s_model.__file__)
@@ -96,3 +99,6 @@ def test_colcon_builds_the_workspace(tmp_path: Path) -> None:
     assert (Path(shipped) / "config.json").is_file()
     assert (install / "share" / "r2s_ros" / "package.xml").is_file()
     assert (install / "share" / "r2s_ros" / "config" / "r2s.yaml").is_file()
+    assert (install / "share" / "r2s_ros" / "launch" / "r2s.launch.py").is_file()
+    for executable in ("r2s_node", "r2s_lifecycle_node"):
+        assert os.access(install / "lib" / "r2s_ros" / executable, os.X_OK)
