@@ -74,7 +74,13 @@ class LifecycleDriver(Driver):
         return self.call(self.change, request).success
 
     def subscribed(self) -> bool:
-        return self.points.get_subscription_count() > 0
+        """The node reads both inputs (volatile topics: publish only once it does)."""
+        inputs = (self.points, self.instruction)
+        return all(publisher.get_subscription_count() > 0 for publisher in inputs)
+
+    def unsubscribed(self) -> bool:
+        inputs = (self.points, self.instruction)
+        return all(publisher.get_subscription_count() == 0 for publisher in inputs)
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +127,13 @@ def test_configure_loads_the_model_and_makes_the_interfaces_without_intake(
     sent = driver.action.send_goal_async(SegmentAction.Goal(instruction="the table"))
     driver.wait_for(sent.done, "the goal's answer")
     assert not sent.result().accepted
-    assert not driver.subscribed()
+    assert driver.unsubscribed()
 
 
 def test_activate_starts_intake_and_outputs(driver: LifecycleDriver) -> None:
     assert driver.transition(Transition.TRANSITION_ACTIVATE)
     assert driver.state() == State.PRIMARY_STATE_ACTIVE
-    driver.wait_for(driver.subscribed, "the points subscription")
+    driver.wait_for(driver.subscribed, "the input subscriptions")
     driver.wait_for(lambda: "scene_points" in driver.diagnostics, "diagnostics")
     room = generate_room(1, points_per_m2=150)
     colors = np.rint(room.colors * 255).astype(np.uint8)
@@ -140,12 +146,12 @@ def test_deactivate_stops_intake_and_keeps_the_scene(driver: LifecycleDriver) ->
     before = driver.answers("the bed by the window")[0].scene_point_count
     assert driver.transition(Transition.TRANSITION_DEACTIVATE)
     assert driver.state() == State.PRIMARY_STATE_INACTIVE
-    driver.wait_for(lambda: not driver.subscribed(), "the points subscription gone")
+    driver.wait_for(driver.unsubscribed, "the input subscriptions gone")
     result = driver.call(driver.segment, Segment.Request(instruction="the bed")).result
     assert result.error == INACTIVE
 
     assert driver.transition(Transition.TRANSITION_ACTIVATE)
-    driver.wait_for(driver.subscribed, "the points subscription back")
+    driver.wait_for(driver.subscribed, "the input subscriptions back")
     assert driver.ask("the bed, once more").scene_point_count == before
 
 

@@ -6,11 +6,14 @@ and answers each with `done` once it is published:
                                                    them on /tf_static (latched, as tf2_ros's
                                                    StaticTransformBroadcaster does)
   `tf SECONDS PARENT CHILD X Y Z YAW PITCH ROLL`  publishes one transform on /tf at SECONDS
-  `clock SECONDS`                                  publishes SECONDS on /clock
+  `clock SECONDS`                                  sets the time /clock carries (published
+                                                   every CLOCK_PERIOD_S, as a bag player does,
+                                                   so a lost message does not matter)
 Angles in degrees, intrinsic z-y-x (scipy's "ZYX"). Exits when stdin closes.
 """
 
 import sys
+import threading
 import time
 
 import rclpy
@@ -23,6 +26,7 @@ from scipy.spatial.transform import Rotation
 from tf2_msgs.msg import TFMessage
 
 MATCH_TIMEOUT_S = 60.0
+CLOCK_PERIOD_S = 0.05
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -62,6 +66,17 @@ def main() -> int:
         time.sleep(0.05)
     print("tf peer ready", flush=True)
     statics: list[TransformStamped] = []
+    clock: list[Clock] = []  # the time to publish, once set
+
+    stopping = threading.Event()
+
+    def tick() -> None:
+        while not stopping.wait(CLOCK_PERIOD_S):
+            if clock:
+                publishers["clock"].publish(clock[-1])
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
     while line := sys.stdin.readline():
         command, *words = line.split()
         if command == "static":
@@ -71,11 +86,14 @@ def main() -> int:
             message = TFMessage(transforms=[transform(float(words[0]), words[1:])])
             publishers["tf"].publish(message)
         elif command == "clock":
-            publishers["clock"].publish(Clock(clock=stamp(float(words[0]))))
+            clock.append(Clock(clock=stamp(float(words[0]))))
+            publishers["clock"].publish(clock[-1])
         else:
             print(f"tf peer: unknown command {line!r}", flush=True)
             return 1
         print("done", flush=True)
+    stopping.set()
+    ticker.join()
     node.destroy_node()
     rclpy.shutdown()
     return 0
