@@ -131,15 +131,18 @@ class R2SRuntime:
         self._last_scene_cloud_version = -1
         self._rate_mark = (time.monotonic(), 0)  # (time, clouds_received) at last diagnostics
 
+        self._result_pub = node.create_publisher(SegmentationResult, "~/result", BURST)
+        self._target_pub = node.create_publisher(PointCloud2, "~/target_cloud", RELIABLE)
+        self._markers_pub = node.create_publisher(MarkerArray, "~/relevant_markers", RELIABLE)
+        self._scene_pub = node.create_publisher(PointCloud2, "~/scene_cloud", RELIABLE)
+        self._diagnostics_pub = node.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
         self._publishers = [
-            result := node.create_publisher(SegmentationResult, "~/result", BURST),
-            target := node.create_publisher(PointCloud2, "~/target_cloud", RELIABLE),
-            markers := node.create_publisher(MarkerArray, "~/relevant_markers", RELIABLE),
-            scene := node.create_publisher(PointCloud2, "~/scene_cloud", RELIABLE),
-            diagnostics := node.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE),
+            self._result_pub,
+            self._target_pub,
+            self._markers_pub,
+            self._scene_pub,
+            self._diagnostics_pub,
         ]
-        self._result_pub, self._target_pub, self._markers_pub = result, target, markers
-        self._scene_pub, self._diagnostics_pub = scene, diagnostics
         requests = ReentrantCallbackGroup()
         self._services = [
             node.create_service(Segment, "~/segment", self._on_segment, callback_group=requests),
