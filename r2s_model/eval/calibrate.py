@@ -22,7 +22,7 @@ from r2s_model.eval.scene_metrics import summarize_scenes
 from r2s_model.objects.checkpoint import CONFIG_FILE, load_parser
 from r2s_model.objects.proposals import build_proposals
 
-CANDIDATES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+CANDIDATES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def sweep(parser_folder: Path, root: Path, split: str, limit: int | None) -> list[dict]:
