@@ -43,7 +43,10 @@ def read_bag_cloud(
     unusable or no point reaches the scene."""
     parameters = parameters or NodeParameters()
     try:
-        bag = ReplayBag(folder, BagTopics(points=topic, odometry="", instruction=""))
+        # Clouds only: in the fixed-frame case the first message must be a cloud.
+        bag = ReplayBag(
+            folder, BagTopics(points=topic, odometry="", instruction="", tf="", tf_static="")
+        )
         if odometry_topic is None:
             odometry_topic = contract.ODOM_TOPIC if contract.ODOM_TOPIC in bag.counts else ""
         if odometry_topic:

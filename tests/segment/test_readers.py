@@ -165,9 +165,12 @@ def test_a_scan_bag_is_accumulated_through_its_odometry(tmp_path: Path) -> None:
     assert ((cloud.points >= low) & (cloud.points <= high)).all()
 
 
-def write_rosbags_bag(path: Path, clouds: list[tuple[str, np.ndarray]]) -> None:
+def write_rosbags_bag(
+    path: Path, clouds: list[tuple[str, np.ndarray]], *, tf_first: bool = False
+) -> None:
     """A bag as a robot's recorder writes it, with rosbags: xyz float32 + packed rgb PointCloud2
-    clouds on /camera/points, no odometry."""
+    clouds on /camera/points, no odometry; `tf_first`: a /tf message (map -> camera, identity)
+    recorded before the first cloud."""
     store = contract.typestore()
     PointCloud2 = store.types["sensor_msgs/msg/PointCloud2"]
     PointField = store.types["sensor_msgs/msg/PointField"]
@@ -177,6 +180,8 @@ def write_rosbags_bag(path: Path, clouds: list[tuple[str, np.ndarray]]) -> None:
         for i, n in enumerate(["x", "y", "z", "rgb"])
     ]
     with Writer(path, version=9) as writer:
+        if tf_first:
+            write_identity_tf(writer, store)
         connection = writer.add_connection(
             "/camera/points", PointCloud2.__msgtype__, typestore=store
         )
@@ -199,8 +204,29 @@ def write_rosbags_bag(path: Path, clouds: list[tuple[str, np.ndarray]]) -> None:
             )
 
 
+def write_identity_tf(writer: Writer, store) -> None:
+    names = "tf2_msgs/msg/TFMessage", "geometry_msgs/msg/TransformStamped"
+    TFMessage, TransformStamped = (store.types[name] for name in names)
+    Transform, Vector3, Quaternion = (
+        store.types[f"geometry_msgs/msg/{name}"] for name in ("Transform", "Vector3", "Quaternion")
+    )
+    Header, Time = store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
+    transform = TransformStamped(
+        header=Header(stamp=Time(sec=0, nanosec=0), frame_id="map"),
+        child_frame_id="camera",
+        transform=Transform(
+            translation=Vector3(x=0.0, y=0.0, z=0.0),
+            rotation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
+        ),
+    )
+    message = TFMessage(transforms=[transform])
+    connection = writer.add_connection("/tf", TFMessage.__msgtype__, typestore=store)
+    writer.write(connection, 0, store.serialize_cdr(message, message.__msgtype__))
+
+
+@pytest.mark.parametrize("tf_first", [False, True])
 def test_a_bag_without_odometry_takes_the_first_cloud_frame(
-    small_scan: Scan, tmp_path: Path
+    small_scan: Scan, tmp_path: Path, tf_first: bool
 ) -> None:
     half = len(small_scan.points) // 2
     clouds = [
@@ -208,7 +234,7 @@ def test_a_bag_without_odometry_takes_the_first_cloud_frame(
         ("camera", small_scan.points[half:]),
         ("elsewhere", small_scan.points[:10]),
     ]
-    write_rosbags_bag(tmp_path / "robot", clouds)
+    write_rosbags_bag(tmp_path / "robot", clouds, tf_first=tf_first)
     cloud = read_bag_cloud(tmp_path / "robot", topic="/camera/points")
     assert "2 of 3 clouds on /camera/points in frame 'camera'" in cloud.notes[0]
     assert "(dropped: wrong_frame 1)" in cloud.notes[0]
