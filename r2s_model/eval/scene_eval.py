@@ -7,7 +7,7 @@ per-category table and renders one scene's proposals beside its ground truth.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,9 @@ def parsed_scenes(
 ) -> Iterator[tuple[SceneArrays, SceneObjects]]:
     """Each of the first `limit` scenes of the split with its detected objects. Superpoints are
     recomputed as at inference (and timed) unless the stored ones are to be reused."""
+    check_vocabulary(
+        json.loads((Path(root) / "dataset.json").read_text()), parser.config.categories
+    )
     params = SuperpointParams()
     for scene_id in tqdm(scene_ids(root, split)[:limit], desc="scenes", disable=not progress):
         scene = read_scene(Path(root) / "scenes" / f"{scene_id}.npz")
@@ -73,25 +76,11 @@ def check_vocabulary(dataset_info: dict, categories: tuple[str, ...]) -> None:
 
 
 def evaluate_scenes(
-    parser: SceneParser,
-    root: Path,
-    split: str,
-    *,
-    limit: int | None = None,
-    recompute_superpoints: bool = True,
-    progress: bool = True,
+    parser: SceneParser, scenes: Iterable[tuple[SceneArrays, SceneObjects]]
 ) -> dict:
-    """The summary of `summarize_scenes` over the first `limit` scenes."""
+    """The summary of `summarize_scenes` over scenes and their detections (`parsed_scenes`)."""
     categories = parser.config.categories
-    check_vocabulary(json.loads((Path(root) / "dataset.json").read_text()), categories)
-    scores = [
-        score_objects(scene, objects, categories)
-        for scene, objects in parsed_scenes(
-            parser, root, split, limit=limit,
-            recompute_superpoints=recompute_superpoints, progress=progress,
-        )
-    ]  # fmt: skip
-    return summarize_scenes(scores, categories)
+    return summarize_scenes([score_objects(s, o, categories) for s, o in scenes], categories)
 
 
 def run_scene_task(
@@ -99,7 +88,6 @@ def run_scene_task(
 ) -> dict:
     """`r2s-eval --task scene`: scores, writes the JSON report and a PNG, prints a table."""
     categories = parser.config.categories
-    check_vocabulary(json.loads((Path(root) / "dataset.json").read_text()), categories)
     scores = []
     rendered = None
     for scene, objects in parsed_scenes(parser, root, split, limit=limit):

@@ -107,9 +107,16 @@ def build_cache(
         np.savez(temporary, **{name: value.cpu().numpy() for name, value in arrays.items()})
         temporary.replace(folder / path.name)
         manifest["scenes"][scene_id] = scene_digest
+        _write_manifest(manifest_path, manifest)  # an interrupted run keeps what it cached
     manifest["seconds"] = round(time.perf_counter() - start, 1)
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    _write_manifest(manifest_path, manifest)
     return folder
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(manifest, indent=1) + "\n")
+    temporary.replace(path)
 
 
 class ObjectCache:

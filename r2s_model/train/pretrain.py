@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from r2s_model.data.io import SceneArrays, read_scene, scene_ids
-from r2s_model.eval.scene_eval import check_vocabulary, evaluate_scenes
+from r2s_model.eval.scene_eval import check_vocabulary, evaluate_scenes, parsed_scenes
 from r2s_model.objects.batches import ParserBatch, augment, parser_batch
 from r2s_model.objects.checkpoint import save_parser
 from r2s_model.objects.losses import ParserLossWeights, parser_losses
@@ -121,10 +121,11 @@ class ParserTask:
         return parser_batch(views, self.config.model), len(views)
 
     def validate(self, module: nn.Module, limit: int | None) -> dict[str, Any]:
-        return evaluate_scenes(
+        scenes = parsed_scenes(
             module.parser, self.root, self.config.data.val_split, limit=limit,
             recompute_superpoints=False, progress=False,
         )  # fmt: skip
+        return evaluate_scenes(module.parser, scenes)
 
     def export(self, module: nn.Module, out: Path, metadata: dict[str, Any]) -> None:
         save_parser(module.parser, out, metadata, dtype=getattr(torch, self.config.export_dtype))

@@ -4,8 +4,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from r2s_model.eval.scene_eval import evaluate_scenes
+from r2s_model.eval.scene_eval import evaluate_scenes, parsed_scenes
 from r2s_model.objects.checkpoint import load_parser
+from r2s_model.objects.parser import SceneParser
 from r2s_model.train.cli import pretrain_main
 from r2s_model.train.config import PretrainConfig, PretrainDataConfig
 from r2s_model.train.loop import Trainer
@@ -32,16 +33,17 @@ def smoke_config(data: Path, out: Path) -> PretrainConfig:
     return config
 
 
+def train_scores(parser: SceneParser, data: Path) -> dict:
+    scenes = parsed_scenes(parser, data, "train", recompute_superpoints=False, progress=False)
+    return evaluate_scenes(parser, scenes)
+
+
 def test_pretraining_raises_the_accuracy_and_exports(small_dataset: Path, tmp_path: Path) -> None:
     config = smoke_config(small_dataset, tmp_path / "run")
     trainer = Trainer(config, ParserTask(config), ["test"])
-    before = evaluate_scenes(
-        trainer.model.parser.eval(), small_dataset, "train", recompute_superpoints=False
-    )
+    before = train_scores(trainer.model.parser.eval(), small_dataset)
     summary = trainer.run()
-    after = evaluate_scenes(
-        load_parser(tmp_path / "run" / "model"), small_dataset, "train", recompute_superpoints=False
-    )
+    after = train_scores(load_parser(tmp_path / "run" / "model"), small_dataset)
     assert after["semantic_acc"] >= before["semantic_acc"] + 0.15, (before, after)
     assert after["semantic_macro_acc"] > before["semantic_macro_acc"]
 
