@@ -68,6 +68,8 @@ def augment(
         for _ in range(rng.integers(1, 4)):
             centre = rng.uniform(low, high)
             keep &= np.linalg.norm(points - centre, axis=1) > rng.uniform(0.3, 1.0)
+    if keep.sum() < 0.2 * len(points):  # cut and holes together left too little: keep all
+        keep[:] = True
     indices = np.flatnonzero(keep)
     count = min(config.max_points, int(len(indices) * rng.uniform(config.min_keep, 1.0)))
     indices = np.sort(rng.choice(indices, size=max(count, 1), replace=False))
