@@ -50,7 +50,8 @@ class ParserConfig:
     categories: tuple[str, ...] = CATEGORIES
     colors: tuple[str, ...] = COLORS
     adjacency_cell: float = 0.05  # metres; see graph.superpoint_adjacency
-    link_threshold: float = 0.5  # same-object probability above which proposals join
+    link_threshold: float = 0.5  # groups merge while their mean same-object probability is above
+    # this (proposals.average_linkage); the shipped parser's is calibrated (eval/calibrate.py)
 
 
 @dataclass
