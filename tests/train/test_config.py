@@ -1,13 +1,15 @@
 """Training config files, overrides and the learning-rate schedule."""
 
 import itertools
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from r2s_model.config import ConfigError
-from r2s_model.train.config import load_train_config
+from r2s_model.objects.checkpoint import DEFAULT_PARSER
+from r2s_model.train.config import PretrainConfig, load_train_config
 from r2s_model.train.schedule import warmup_cosine
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "train"
@@ -17,6 +19,14 @@ CONFIGS = Path(__file__).parents[2] / "configs" / "train"
 def test_shipped_configs_load(name: str) -> None:
     config = load_train_config(CONFIGS / name)
     assert config.optim.steps > 0 and config.data.root
+
+
+def test_the_pretraining_recipe_is_the_shipped_parsers() -> None:
+    """configs/train/pretrain.yaml, run as its header says, made r2s_model/weights/parser."""
+    recipe = load_train_config(CONFIGS / "pretrain.yaml", kind=PretrainConfig)
+    shipped = json.loads((DEFAULT_PARSER / "config.json").read_text())["metadata"]
+    assert json.loads(json.dumps(recipe.to_dict())) == shipped["train_config"]
+    assert shipped["command"] == ["r2s-pretrain", "--config", "configs/train/pretrain.yaml"]
 
 
 def test_overrides_reach_nested_fields_and_parse_as_yaml() -> None:
