@@ -186,6 +186,11 @@ class SceneAccumulator:
         return self._version
 
     @property
+    def max_abs_coordinate(self) -> float:
+        """Points must lie strictly within ± this many metres of the origin on every axis."""
+        return self._max_abs_coordinate
+
+    @property
     def num_voxels(self) -> int:
         return len(self._table.voxels)
 

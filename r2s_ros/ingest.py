@@ -36,7 +36,7 @@ from r2s_ros.accumulator import AccumulatorConfig, SceneAccumulator, SceneSnapsh
 from r2s_ros.message_types import OdometryMessage, PointCloudMessage, TransformsMessage
 from r2s_ros.params import NodeParameters
 from r2s_ros.pointcloud import CloudError, decode_cloud
-from r2s_ros.poses import PoseBuffer, pose_from_odometry, stamp_seconds, transform_points
+from r2s_ros.poses import PoseBuffer, PoseError, pose_from_odometry, stamp_seconds, transform_points
 from r2s_ros.transforms import TransformBuffer, TransformLookup, TransformUnavailable
 
 MAX_WAITING_CLOUDS = 16  # beyond this, the oldest waiting cloud is dropped
@@ -133,6 +133,13 @@ class SceneIngest:
             decoded = decode_cloud(msg)
         except CloudError as error:
             return [self._drop(error.reason, f"malformed cloud: {error}")]
+        if decoded.num_nonfinite:
+            self.counts["points_nonfinite"] += decoded.num_nonfinite
+        if len(decoded.points) == 0:
+            if decoded.num_input == 0:
+                return [self._drop("empty_cloud", "the cloud has no points")]
+            message = f"all {decoded.num_input} points of the cloud are NaN or inf"
+            return [self._drop("all_nonfinite", message)]
         frame = msg.header.frame_id
         cloud = _SensorCloud(decoded.points, decoded.colors, stamp_seconds(msg.header.stamp), frame)
         if frame == self.settings.fixed_frame:
@@ -158,8 +165,8 @@ class SceneIngest:
             return [self._drop("odometry_frame", f"odometry in {frame!r}, not fixed_frame")]
         try:
             self._poses.add(pose_from_odometry(msg))
-        except ValueError as error:
-            return [self._drop("bad_odometry", f"unusable odometry: {error}")]
+        except PoseError as error:
+            return [self._drop(f"odometry_{error.reason}", f"unusable odometry: {error}")]
         drops = []
         newest = self._poses.newest_stamp_s
         while self._waiting and self._waiting[0].cloud.stamp_s <= newest:
@@ -168,11 +175,12 @@ class SceneIngest:
 
     def add_transforms(self, msg: TransformsMessage, *, static: bool) -> list[Drop]:
         """Adds a tf2_msgs/TFMessage of /tf (static: of /tf_static) to the buffer and places
-        the clouds that waited for it; returns the drops (`bad_transform`: unusable ones)."""
+        the clouds that waited for it; returns the drops (`bad_transform`: unusable frames,
+        `transform_<reason>`: unusable values, see `poses.PoseError`)."""
         if self._buffer is None:
             raise RuntimeError("this intake looks transforms up elsewhere (tf2_ros)")
         problems = self._buffer.add_message(msg, static=static)
-        drops = [self._drop("bad_transform", f"unusable transform: {p}") for p in problems]
+        drops = [self._drop(reason, f"unusable transform: {p}") for reason, p in problems]
         return drops + self.retry_waiting()
 
     def retry_waiting(self) -> list[Drop]:
@@ -196,6 +204,11 @@ class SceneIngest:
                 else:
                     waiting.reason, waiting.message = error.reason, str(error)
                     still.append(waiting)
+                continue
+            except PoseError as error:  # tf2_ros handed back a transform with unusable values
+                drops.append(
+                    self._drop(f"transform_{error.reason}", f"unusable transform: {error}")
+                )
                 continue
             drops += self._insert(transform_points(cloud.points, pose), cloud.colors, cloud.stamp_s)
         self._waiting = still
@@ -234,12 +247,33 @@ class SceneIngest:
         return self._insert(transform_points(cloud.points, pose), cloud.colors, cloud.stamp_s)
 
     def _insert(self, points: np.ndarray, colors: np.ndarray | None, stamp_s: float) -> list[Drop]:
+        """Inserts a fixed-frame cloud. Points the scene map cannot hold (beyond its key range,
+        or made non-finite by the transform) are dropped and counted in `points_out_of_range`,
+        the rest kept; a cloud left with no point, or with none inside the crop box, is dropped
+        (`all_out_of_range`, `outside_crop`) rather than counted as accepted."""
+        limit = self._scene.max_abs_coordinate
+        with np.errstate(invalid="ignore"):
+            magnitude = np.abs(points)
+            usable = (magnitude[:, 0] < limit) & (magnitude[:, 1] < limit)
+            usable &= magnitude[:, 2] < limit  # NaN compares False: dropped too
+        num_out = len(points) - int(np.count_nonzero(usable))
+        if num_out:
+            self.counts["points_out_of_range"] += num_out
+            kept = np.flatnonzero(usable)
+            points = points.take(kept, axis=0)
+            colors = None if colors is None else colors.take(kept, axis=0)
+            if len(points) == 0:
+                message = f"all {num_out} points lie beyond ±{limit:.0f} m, the scene map's range"
+                return [self._drop("all_out_of_range", message)]
         with self._scene_lock:
             try:
-                self._scene.insert(points, colors, stamp_s)
-            except ValueError as error:  # e.g. points beyond the voxel key range
+                stats = self._scene.insert(points, colors, stamp_s)
+            except ValueError as error:  # bad shapes or stamp: not expected after the checks
                 return [self._drop("rejected", f"cloud rejected by the scene map: {error}")]
             self._scene.expire(stamp_s)
+        if stats.accepted == 0:
+            message = f"all {stats.cropped} points of the cloud lie outside the crop box"
+            return [self._drop("outside_crop", message)]
         self.counts["clouds_accepted"] += 1
         return []
 

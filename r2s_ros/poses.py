@@ -20,6 +20,60 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from r2s_ros.message_types import OdometryMessage, TimeMessage
 
+# How far a quaternion's squared norm may be from 1 and still be normalised rather than
+# rejected: tf2's QUATERNION_NORMALIZATION_TOLERANCE (BufferCore rejects beyond it). A zero or a
+# huge quaternion (1e20) is a corrupt message, not a rounding error, and normalising it would
+# hide that.
+QUATERNION_TOLERANCE = 1e-2
+# How far a buffered rotation matrix may be from orthonormal.
+ROTATION_TOLERANCE = 1e-6
+
+
+class PoseError(ValueError):
+    """A pose value that cannot be used; `reason` is a short key for drop counters:
+    nonfinite_stamp, nonfinite_position, nonfinite_orientation, zero_quaternion,
+    denormalized_quaternion or not_a_rotation."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def rotation_from_quaternion(quaternion: list[float] | np.ndarray, what: str) -> np.ndarray:
+    """(x, y, z, w) -> (3, 3) rotation matrix; PoseError for a non-finite, zero or (beyond
+    QUATERNION_TOLERANCE) unnormalised quaternion. `what` names the pose in the message."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        quaternion = np.asarray(quaternion, np.float64)
+        if not np.isfinite(quaternion).all():
+            raise PoseError("nonfinite_orientation", f"{what}: non-finite orientation {quaternion}")
+        squared_norm = float(np.dot(quaternion, quaternion))
+    if squared_norm == 0.0:
+        raise PoseError("zero_quaternion", f"{what}: zero (uninitialised) quaternion")
+    if not abs(squared_norm - 1.0) <= QUATERNION_TOLERANCE:  # also catches an overflowed norm
+        raise PoseError(
+            "denormalized_quaternion",
+            f"{what}: quaternion {quaternion} has norm {np.sqrt(squared_norm):.6g}, not 1",
+        )
+    # ROS and scipy both order quaternions (x, y, z, w); scipy normalises them.
+    return Rotation.from_quat(quaternion / np.sqrt(squared_norm)).as_matrix()
+
+
+def check_pose(pose: Pose, what: str = "pose") -> None:
+    """PoseError unless the stamp and translation are finite and the rotation is a proper
+    rotation matrix (what a PoseBuffer needs to interpolate without raising)."""
+    if not np.isfinite(pose.stamp_s):
+        raise PoseError("nonfinite_stamp", f"{what}: non-finite stamp {pose.stamp_s}")
+    if not np.isfinite(pose.translation).all():
+        raise PoseError("nonfinite_position", f"{what}: non-finite position {pose.translation}")
+    rotation = pose.rotation
+    if not np.isfinite(rotation).all():
+        raise PoseError("nonfinite_orientation", f"{what}: non-finite rotation matrix")
+    with np.errstate(over="ignore", invalid="ignore"):
+        off = np.abs(rotation @ rotation.T - np.eye(3)).max()
+        proper = off <= ROTATION_TOLERANCE and np.linalg.det(rotation) > 0
+    if not proper:
+        raise PoseError("not_a_rotation", f"{what}: the rotation matrix is not a rotation")
+
 
 @dataclass
 class Pose:
@@ -63,7 +117,11 @@ class PoseBuffer:
 
     def add(self, pose: Pose) -> None:
         """Adds a pose in stamp order, replacing one with the same stamp, and drops the poses
-        more than max_age_s older than the newest (this one too, if it came that late)."""
+        more than max_age_s older than the newest (this one too, if it came that late).
+
+        Raises PoseError (see `check_pose`), leaving the buffer untouched, for a non-finite or
+        degenerate pose: only usable poses are buffered, so lookups never fail on one."""
+        check_pose(pose)
         at = int(np.searchsorted(self._stamps, pose.stamp_s))
         if at < len(self._stamps) and self._stamps[at] == pose.stamp_s:
             self._translations[at], self._rotations[at] = pose.translation, pose.rotation
@@ -138,16 +196,17 @@ def stamp_seconds(stamp: TimeMessage) -> float:
 def pose_from_odometry(msg: OdometryMessage) -> Pose:
     """The pose of msg.child_frame_id in msg.header.frame_id at the header stamp.
 
-    Raises ValueError for an all-zero (uninitialised) orientation quaternion.
+    Raises PoseError (a ValueError; `reason` for the drop counter) for a non-finite position
+    or orientation and for a zero or unnormalised quaternion (see rotation_from_quaternion).
     """
     position, orientation = msg.pose.pose.position, msg.pose.pose.orientation
-    # ROS and scipy both order quaternions (x, y, z, w); scipy normalises them.
+    what = f"odometry of {msg.child_frame_id!r}"
+    translation = np.array([position.x, position.y, position.z], np.float64)
+    if not np.isfinite(translation).all():
+        raise PoseError("nonfinite_position", f"{what}: non-finite position {translation}")
     quaternion = [orientation.x, orientation.y, orientation.z, orientation.w]
-    return Pose(
-        stamp_seconds(msg.header.stamp),
-        np.array([position.x, position.y, position.z]),
-        Rotation.from_quat(quaternion).as_matrix(),
-    )
+    rotation = rotation_from_quaternion(quaternion, what)
+    return Pose(stamp_seconds(msg.header.stamp), translation, rotation)
 
 
 def transform_points(points: np.ndarray, pose: Pose) -> np.ndarray:
@@ -157,6 +216,15 @@ def transform_points(points: np.ndarray, pose: Pose) -> np.ndarray:
         raise ValueError(f"points must be (N, 3), got {points.shape}")
     rotation, translation = pose.rotation.astype(np.float32), pose.translation.astype(np.float32)
     moved = np.empty_like(points)
+    # A finite point far enough out may overflow to inf once moved; the intake drops those.
+    with np.errstate(over="ignore", invalid="ignore"):
+        _move(points, rotation, translation, moved)
+    return moved
+
+
+def _move(
+    points: np.ndarray, rotation: np.ndarray, translation: np.ndarray, moved: np.ndarray
+) -> None:
     for row in range(3):
         # Written out: numpy's matmul hands (N, 3) @ (3, 3) to BLAS, measured 30 times slower.
         moved[:, row] = (
@@ -165,4 +233,3 @@ def transform_points(points: np.ndarray, pose: Pose) -> np.ndarray:
             + points[:, 2] * rotation[row, 2]
             + translation[row]
         )
-    return moved

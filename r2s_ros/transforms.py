@@ -14,7 +14,6 @@ Lookups that fail raise `TransformUnavailable`, whose `reason` is the intake's d
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,7 +21,14 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from r2s_ros.message_types import TransformsMessage, TransformStampedMessage
-from r2s_ros.poses import Pose, PoseBuffer, stamp_seconds
+from r2s_ros.poses import (
+    Pose,
+    PoseBuffer,
+    PoseError,
+    check_pose,
+    rotation_from_quaternion,
+    stamp_seconds,
+)
 
 CACHE_S = 10.0  # dynamic transforms kept per frame, seconds before its newest (tf2's default)
 NO_PATH = "tf_no_path"
@@ -87,14 +93,18 @@ class TransformBuffer:
         self._static: dict[str, Pose] = {}
         self._dynamic: dict[str, PoseBuffer] = {}
 
-    def add_message(self, msg: TransformsMessage, *, static: bool) -> list[str]:
-        """Adds every transform of a tf2_msgs/TFMessage; returns why each rejected one was."""
+    def add_message(self, msg: TransformsMessage, *, static: bool) -> list[tuple[str, str]]:
+        """Adds every transform of a tf2_msgs/TFMessage; returns (reason, message) for each
+        rejected one: `bad_transform` for its frames, `transform_<PoseError.reason>` for its
+        values."""
         problems = []
         for transform in msg.transforms:
             try:
                 self.add(transform, static=static)
+            except PoseError as error:
+                problems.append((f"transform_{error.reason}", str(error)))
             except ValueError as error:
-                problems.append(str(error))
+                problems.append(("bad_transform", str(error)))
         return problems
 
     def add(self, msg: TransformStampedMessage, *, static: bool) -> None:
@@ -103,6 +113,7 @@ class TransformBuffer:
         if not parent or not child or parent == child:
             raise ValueError(f"transform from {parent!r} to {child!r}: frames must differ")
         pose = pose_from_transform(msg)
+        check_pose(pose, f"transform {parent} -> {child}")
         if self._parent.get(child) != parent:
             self._static.pop(child, None)
             self._dynamic.pop(child, None)
@@ -169,12 +180,13 @@ class TransformBuffer:
 
 
 def pose_from_transform(msg: TransformStampedMessage) -> Pose:
-    """The pose of msg.child_frame_id in msg.header.frame_id at the header stamp; ValueError
-    for non-finite values or a zero quaternion."""
+    """The pose of msg.child_frame_id in msg.header.frame_id at the header stamp; PoseError
+    (a ValueError with a `reason`) for a non-finite translation or rotation and for a zero or
+    unnormalised quaternion."""
     t, q = msg.transform.translation, msg.transform.rotation
-    values = [t.x, t.y, t.z, q.x, q.y, q.z, q.w]
-    if not all(math.isfinite(v) for v in values) or not any(values[3:]):
-        link = f"{msg.header.frame_id} -> {msg.child_frame_id}"
-        raise ValueError(f"transform {link}: non-finite values or a zero quaternion")
-    rotation = Rotation.from_quat(values[3:]).as_matrix()  # (x, y, z, w) in ROS and scipy
-    return Pose(stamp_seconds(msg.header.stamp), np.array(values[:3]), rotation)
+    what = f"transform {msg.header.frame_id} -> {msg.child_frame_id}"
+    translation = np.array([t.x, t.y, t.z], np.float64)
+    if not np.isfinite(translation).all():
+        raise PoseError("nonfinite_position", f"{what}: non-finite translation {translation}")
+    rotation = rotation_from_quaternion([q.x, q.y, q.z, q.w], what)
+    return Pose(stamp_seconds(msg.header.stamp), translation, rotation)

@@ -178,3 +178,123 @@ def test_tf_waiting_is_bounded(tf_ingest: SceneIngest) -> None:
 def test_unusable_transform_is_counted(tf_ingest: SceneIngest) -> None:
     (drop,) = tf_ingest.add_transforms(transforms("map", "map", 1.0, 0.0), static=False)
     assert drop.reason == "bad_transform"
+
+
+# Hostile pose values (#14): each is rejected at intake and counted by reason, and a cloud whose
+# stamp lies across it is still placed from the good poses around it (before, the bad pose was
+# buffered and scipy raised inside the interpolation, ending the node).
+BAD_POSES = {
+    "nan_orientation": ((0.0, 0.0, 0.0), (float("nan"), 0.0, 0.0, 1.0), "nonfinite_orientation"),
+    "inf_orientation": ((0.0, 0.0, 0.0), (0.0, 0.0, float("inf"), 1.0), "nonfinite_orientation"),
+    "zero_quaternion": ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), "zero_quaternion"),
+    "huge_quaternion": ((0.0, 0.0, 0.0), (0.0, 0.0, 1e20, 1e20), "denormalized_quaternion"),
+    "overflowing_quaternion": (
+        (0.0, 0.0, 0.0),
+        (1e200, 0.0, 0.0, 1e200),
+        "denormalized_quaternion",
+    ),
+    "half_quaternion": ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.5), "denormalized_quaternion"),
+    "nan_position": ((float("nan"), 0.0, 0.0), (0.0, 0.0, 0.0, 1.0), "nonfinite_position"),
+    "inf_position": ((0.0, float("-inf"), 0.0), (0.0, 0.0, 0.0, 1.0), "nonfinite_position"),
+}
+
+
+def odometry_with(seconds: float, position: tuple, quaternion: tuple) -> Odometry:
+    msg = odometry(seconds, 0.0)
+    msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = position
+    o = msg.pose.pose.orientation
+    o.x, o.y, o.z, o.w = quaternion
+    return msg
+
+
+@pytest.mark.parametrize("kind", list(BAD_POSES))
+def test_bad_odometry_anywhere_in_the_buffer_is_rejected_and_counted(kind: str) -> None:
+    position, quaternion, reason = BAD_POSES[kind]
+    ingest = SceneIngest(settings("odometry"))
+    assert ingest.add_odometry(odometry(1.0, x=10.0)) == []
+    (drop,) = ingest.add_odometry(odometry_with(1.05, position, quaternion))
+    assert drop.reason == f"odometry_{reason}"
+    assert ingest.counts[f"dropped_odometry_{reason}"] == 1
+    assert ingest.add_odometry(odometry(1.1, x=11.0)) == []
+    # Stamps just before, at and after the rejected pose: interpolated between the good ones.
+    for seconds in (1.04, 1.05, 1.06):
+        assert ingest.add_cloud(cloud(seconds)) == []
+    assert ingest.counts["clouds_accepted"] == 3
+    assert np.isfinite(ingest.snapshot().points).all()
+
+
+def test_nearly_unit_quaternion_is_normalised_not_rejected(ingest: SceneIngest) -> None:
+    scale = 1.002  # squared norm 1.004: within tf2's normalisation tolerance
+    assert ingest.add_odometry(odometry_with(1.0, (10.0, 0, 0), (0, 0, 0, scale))) == []
+    assert ingest.add_cloud(cloud(1.0)) == []
+    np.testing.assert_allclose(ingest.snapshot().points, POINTS + [10.0, 0.0, 0.0], atol=1e-5)
+
+
+def bad_transform(seconds: float, position: tuple, quaternion: tuple) -> TFMessage:
+    msg = transforms("map", "base", seconds, 0.0)
+    (stamped,) = msg.transforms
+    t, q = stamped.transform.translation, stamped.transform.rotation
+    t.x, t.y, t.z = position
+    q.x, q.y, q.z, q.w = quaternion
+    return msg
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("kind", list(BAD_POSES))
+def test_bad_transform_values_are_rejected_and_counted(
+    tf_ingest: SceneIngest, kind: str, static: bool
+) -> None:
+    position, quaternion, reason = BAD_POSES[kind]
+    (drop,) = tf_ingest.add_transforms(bad_transform(1.5, position, quaternion), static=static)
+    assert drop.reason == f"transform_{reason}"
+    assert tf_ingest.counts[f"dropped_transform_{reason}"] == 1
+    assert tf_ingest.add_cloud(cloud(1.5)) == []  # interpolated between the good ones
+    np.testing.assert_allclose(tf_ingest.snapshot().points, POINTS + [16.0, 0.0, 0.0])
+
+
+# Clouds (#14): one absurd point is dropped, not the cloud; clouds with nothing usable are
+# dropped with their own reason instead of counting as accepted.
+
+
+def test_one_absurd_point_is_dropped_and_counted_the_rest_kept(ingest: SceneIngest) -> None:
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-5, 5, (3000, 3)).astype(np.float32)
+    points[1234] = [1e20, 0.0, 0.0]
+    assert ingest.add_cloud(cloud(1.0, frame="map", points=points)) == []
+    assert ingest.counts["clouds_accepted"] == 1
+    assert ingest.counts["points_out_of_range"] == 1
+    assert ingest.snapshot().num_voxels > 100
+    assert np.abs(ingest.snapshot().points).max() <= 5.0
+
+
+def test_points_pushed_out_of_range_by_the_pose_are_dropped(ingest: SceneIngest) -> None:
+    points = np.array([[0.0, 0.0, 0.0], [3e38, 0.0, 0.0]], np.float32)  # inf once moved
+    ingest.add_odometry(odometry(1.0, x=3e38))
+    (drop,) = ingest.add_cloud(cloud(1.0, points=points))
+    assert drop.reason == "all_out_of_range"
+    assert ingest.counts["points_out_of_range"] == 2
+    assert ingest.counts["clouds_accepted"] == 0
+
+
+def test_all_nan_cloud_is_dropped_not_accepted(ingest: SceneIngest) -> None:
+    points = np.full((50, 3), np.nan, np.float32)
+    (drop,) = ingest.add_cloud(cloud(1.0, frame="map", points=points))
+    assert drop.reason == "all_nonfinite"
+    assert ingest.counts["dropped_all_nonfinite"] == 1
+    assert ingest.counts["points_nonfinite"] == 50
+    assert ingest.counts["clouds_accepted"] == 0
+    (drop,) = ingest.add_cloud(cloud(1.0, frame="map", points=np.empty((0, 3), np.float32)))
+    assert drop.reason == "empty_cloud"
+
+
+def test_cloud_entirely_outside_the_crop_box_is_dropped_not_accepted() -> None:
+    parameters = NodeParameters(
+        voxel_size=0.1, pose_source="odometry", crop_box_min=(-1, -1, -1), crop_box_max=(1, 1, 1)
+    )
+    ingest = SceneIngest(IngestSettings.from_parameters(parameters))
+    (drop,) = ingest.add_cloud(cloud(1.0, frame="map", points=POINTS + 50))
+    assert drop.reason == "outside_crop"
+    assert ingest.counts["dropped_outside_crop"] == 1
+    assert ingest.counts["clouds_accepted"] == 0
+    assert ingest.add_cloud(cloud(1.0, frame="map")) == []  # partly inside: accepted
+    assert ingest.counts["clouds_accepted"] == 1

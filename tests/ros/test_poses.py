@@ -5,7 +5,14 @@ import pytest
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 
-from r2s_ros.poses import Pose, PoseBuffer, pose_from_odometry, stamp_seconds, transform_points
+from r2s_ros.poses import (
+    Pose,
+    PoseBuffer,
+    PoseError,
+    pose_from_odometry,
+    stamp_seconds,
+    transform_points,
+)
 
 
 def _yaw(degrees: float) -> np.ndarray:
@@ -125,3 +132,27 @@ def test_pose_shapes_are_checked() -> None:
         Pose(0.0, np.zeros(2), np.eye(3))
     with pytest.raises(ValueError):
         PoseBuffer(max_age_s=0.0)
+
+
+@pytest.mark.parametrize(
+    ("translation", "rotation", "reason"),
+    [
+        ([np.nan, 0, 0], np.eye(3), "nonfinite_position"),
+        ([0, 0, 0], np.full((3, 3), np.nan), "nonfinite_orientation"),
+        ([0, 0, 0], np.eye(3) * 1e20, "not_a_rotation"),
+        ([0, 0, 0], np.zeros((3, 3)), "not_a_rotation"),
+        ([0, 0, 0], -np.eye(3), "not_a_rotation"),  # a reflection
+    ],
+)
+def test_buffer_rejects_degenerate_poses_and_interpolates_around_them(
+    translation: list[float], rotation: np.ndarray, reason: str
+) -> None:
+    buffer = PoseBuffer()
+    buffer.add(Pose(1.0, np.zeros(3), np.eye(3)))
+    with pytest.raises(PoseError) as raised:
+        buffer.add(Pose(1.5, np.array(translation, float), rotation))
+    assert raised.value.reason == reason
+    buffer.add(Pose(2.0, np.array([2.0, 0, 0]), np.eye(3)))
+    assert len(buffer) == 2
+    np.testing.assert_allclose(buffer.lookup(1.5, 1.0).translation, [1.0, 0, 0])
+    np.testing.assert_allclose(buffer.between(1.5).rotation, np.eye(3), atol=1e-12)
