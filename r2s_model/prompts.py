@@ -10,6 +10,9 @@ Layout (placeholders are replaced by embeddings before the LLM sees them):
     single   "Answer:" -> " the chair left of the bed[SEG]"
 
 Pieces are tokenised separately and concatenated, so a special token never merges with text.
+Text (templates, instructions, names) is tokenised as plain text: a user's "<scene>", "[SEG]" or
+"<|endoftext|>" becomes the ids of those characters, never a special token's id; special ids are
+only ever placed by the builder itself.
 """
 
 from __future__ import annotations
@@ -41,11 +44,28 @@ class PromptBuilder:
         self.num_scene_tokens = num_scene_tokens
         self.ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
         self.eos_id = tokenizer.eos_token_id
+        # Every id a text must not produce: ours and the base tokenizer's special tokens.
+        self._special_ids = {*self.ids.values(), *tokenizer.all_special_ids}
+        self._special_strings = sorted(
+            {*SPECIAL_TOKENS, *tokenizer.all_special_tokens}, key=len, reverse=True
+        )
         self._stage1 = self.text("List the objects related to the question.\nAnswer:")
         self._single = self.text("Answer:")
 
     def text(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        """The ids of `text` as plain text: special-token strings in it are split into ordinary
+        tokens (the one place user text is tokenised, so an instruction can never inject one)."""
+        ids = self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+        if self._special_ids.isdisjoint(ids):
+            return ids
+        # A tokenizer that ignores split_special_tokens: break each special string with a
+        # zero-width space, which no special token contains.
+        for special in self._special_strings:
+            text = text.replace(special, special[0] + "\u200b" + special[1:])
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if not self._special_ids.isdisjoint(ids):
+            raise ValueError(f"text {text!r} still tokenises to special ids")
+        return ids
 
     def prefix(self, instruction: str) -> list[int]:
         return [self.ids[SCENE]] * self.num_scene_tokens + self.text(f"\nQuestion: {instruction}\n")
