@@ -30,16 +30,18 @@ def floor_heights(points: Tensor, batch: Tensor, num_scenes: int) -> Tensor:
 
 
 def superpoint_descriptors(
-    points: Tensor, colors: Tensor, superpoints: Tensor, num_superpoints: int, floor: Tensor
+    points: Tensor, colors: Tensor, superpoints: Tensor, centroids: Tensor, floor: Tensor
 ) -> Tensor:
-    """points (N, 3) metres, colors (N, 3) in [0, 1], superpoints (N,) int64, floor (N,) the
-    floor height under each point -> (S, NUM_DESCRIPTORS) float32:
+    """points (N, 3) metres, colors (N, 3) in [0, 1], superpoints (N,) int64, centroids (S, 3)
+    mean point of each superpoint (the encoder's), floor (N,) the floor height under each
+    point -> (S, NUM_DESCRIPTORS) float32:
 
     mean color (3, in [-1, 1]), color standard deviation (3), centroid / lowest / highest
     height above the floor (3), square roots of the covariance eigenvalues (3, metres,
     ascending), |z| of the normal and of the principal direction (2).
     """
     points = points.float()
+    num_superpoints = len(centroids)
     mean_color = superpoint_pool(colors, superpoints, num_superpoints)
     color_spread = superpoint_pool(
         (colors - mean_color[superpoints]) ** 2, superpoints, num_superpoints
@@ -52,8 +54,7 @@ def superpoint_descriptors(
     highest = height.new_zeros(num_superpoints, 1).scatter_reduce(
         0, index, height, "amax", include_self=False
     )
-    centroid = superpoint_pool(points, superpoints, num_superpoints)
-    offsets = points - centroid[superpoints]
+    offsets = points - centroids[superpoints]
     outer = (offsets[:, :, None] * offsets[:, None, :]).flatten(1)
     covariance = superpoint_pool(outer, superpoints, num_superpoints).view(-1, 3, 3)
     # A tiny ridge keeps eigh stable for single-point and perfectly flat superpoints.

@@ -130,9 +130,8 @@ class SceneParser(nn.Module):
         int64 global superpoint pairs -> ParsedScene."""
         num_scenes = int(batch.max()) + 1 if batch.numel() else 0
         encoded = self.encoder(points, colors, superpoints, batch)
-        num_superpoints = len(encoded.features)
         floor = floor_heights(points, batch, num_scenes)[batch]
-        descriptors = superpoint_descriptors(points, colors, superpoints, num_superpoints, floor)
+        descriptors = superpoint_descriptors(points, colors, superpoints, encoded.centroids, floor)
         tokens = self.input(torch.cat([encoded.features, descriptors], 1))
 
         padded, mask = pad_by_scene(tokens, encoded.batch, num_scenes)
