@@ -74,8 +74,8 @@ def serve(node: Node) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        # The node first: stopping its worker answers every job, which releases the request
-        # callbacks blocked on executor threads, so the join below cannot wait on them.
+        # The node first: stopping its worker answers every waiting job, so no caller is left
+        # without a result.
         node.destroy_node()
         executor.shutdown()
 

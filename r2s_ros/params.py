@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 POSE_SOURCES = ("tf", "odometry", "fixed")
 QOS_PROFILES = ("sensor_data", "reliable")
-MAX_INSTRUCTION_QUEUE = 64  # the node's executor keeps a thread for each request that may wait
+MAX_INSTRUCTION_QUEUE = 64
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 

@@ -10,8 +10,9 @@ node everything the runtime created. Topics, services and the action: README "Th
 Threads: a MultiThreadedExecutor runs the callbacks; the model runs on the InferenceWorker's own
 thread. Cloud, pose, instruction and timer callbacks share the node's default (mutually
 exclusive) group and only decode, insert and enqueue. `~/segment` and `~/segment_action` sit in
-a reentrant group and block an executor thread each until the worker answers (at most
-`instruction_queue_size` + 1 of them wait at once: a full queue answers its oldest job).
+a reentrant group and are coroutines: a request waiting for the worker holds no executor thread
+(it is resumed when its job's answer comes), so no number of waiting callers can starve the
+intake or /diagnostics. A steady timer takes cancelled goals off the queue.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.subscription import Subscription
+from rclpy.task import Future as RosFuture
 from rclpy.timer import Timer
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header, String
@@ -52,7 +54,7 @@ from r2s_ros import outputs
 from r2s_ros.action import Segment as SegmentAction
 from r2s_ros.ingest import Drop, IngestSettings, SceneIngest
 from r2s_ros.msg import SegmentationResult
-from r2s_ros.params import MAX_INSTRUCTION_QUEUE, NodeParameters, declare_parameters
+from r2s_ros.params import NodeParameters, declare_parameters
 from r2s_ros.pointcloud import encode_cloud
 from r2s_ros.srv import Segment
 from r2s_ros.worker import (
@@ -80,8 +82,9 @@ TF_STATIC_QOS = QoSProfile(
 TF_RETRY_S = 0.05  # clouds waiting for their transform are looked up again this often
 CANCEL_POLL_S = 0.05  # a waiting goal is taken from the queue this soon after its cancel
 WARN_THROTTLE_S = 5.0
-# Threads for the callbacks that never block, plus one per request that may wait for the worker.
-EXECUTOR_THREADS = 4 + MAX_INSTRUCTION_QUEUE + 1
+# No callback blocks (waiting requests are coroutines): a few threads let the intake, the
+# timers and the request callbacks run side by side.
+EXECUTOR_THREADS = 4
 INACTIVE = "dropped: the node is not active"
 ACTION_STAGES = {
     ENCODING: SegmentAction.Feedback.STAGE_ENCODING,
@@ -127,6 +130,7 @@ class R2SRuntime:
         self._subscriptions: list[Subscription] = []  # what activate() makes
         self._timers: list[Timer] = []
         self._ids = {kind: itertools.count(1) for kind in ("topic", "service", "action")}
+        self._goal_jobs: set[InstructionJob] = set()  # action jobs not answered yet
         self._last_latency_ms = 0.0
         self._last_scene_cloud_version = -1
         self._rate_mark = (time.monotonic(), 0)  # (time, clouds_received) at last diagnostics
@@ -195,6 +199,7 @@ class R2SRuntime:
             timers.append((parameters.scene_cloud_period_s, self._publish_scene_cloud))
         if parameters.pose_source == "tf":  # clouds waiting for a transform time out too
             timers.append((TF_RETRY_S, self._retry_waiting))
+        timers.append((CANCEL_POLL_S, self._cancel_requested_goals))
         # On the steady clock: under use_sim_time the node clock stands still without /clock.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._timers = [node.create_timer(p, f, clock=steady) for p, f in timers]
@@ -249,15 +254,17 @@ class R2SRuntime:
     def _on_instruction(self, msg: String) -> None:
         self._worker.submit(InstructionJob(msg.data, f"topic-{next(self._ids['topic'])}"))
 
-    def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
+    async def _on_segment(
+        self, request: Segment.Request, response: Segment.Response
+    ) -> Segment.Response:
         instruction_id = request.instruction_id or f"service-{next(self._ids['service'])}"
-        response.result = self._answer(InstructionJob(request.instruction, instruction_id))
+        response.result = await self._answer(InstructionJob(request.instruction, instruction_id))
         return response
 
     def _on_goal(self, _goal: SegmentAction.Goal) -> GoalResponse:
         return GoalResponse.ACCEPT if self.active else GoalResponse.REJECT
 
-    def _execute_goal(self, goal: ServerGoalHandle) -> SegmentAction.Result:
+    async def _execute_goal(self, goal: ServerGoalHandle) -> SegmentAction.Result:
         """Runs one goal: feedback at each stage, then the result; CANCELED when it was
         cancelled, ABORTED when it was dropped or failed, else SUCCEEDED."""
         request = goal.request
@@ -276,7 +283,11 @@ class R2SRuntime:
             cancel_requested=lambda: goal.is_cancel_requested,
         )
         goal.publish_feedback(SegmentAction.Feedback(stage=SegmentAction.Feedback.STAGE_QUEUED))
-        result = self._answer(job)
+        self._goal_jobs.add(job)
+        try:
+            result = await self._answer(job)
+        finally:
+            self._goal_jobs.discard(job)
         if result.status == SegmentationResult.STATUS_CANCELLED:
             goal.canceled()
         elif result.status == SegmentationResult.STATUS_ERROR:
@@ -285,21 +296,28 @@ class R2SRuntime:
             goal.succeed()
         return SegmentAction.Result(result=result)
 
-    def _answer(self, job: InstructionJob) -> SegmentationResult:
-        """Submits a request's job and waits for its result (published on ~/result too); a
-        waiting job whose cancel was requested is taken from the queue. An inactive node
-        answers the job as dropped."""
+    async def _answer(self, job: InstructionJob) -> SegmentationResult:
+        """Submits a request's job and waits, without holding an executor thread, for its
+        result (published on ~/result too). An inactive node answers the job as dropped."""
+        # The worker resolves job.done on its thread; the executor resumes this coroutine
+        # when the rclpy future resolves (a done callback wakes it).
+        answered = RosFuture(executor=self.node.executor)
+        answered.add_done_callback(lambda _future: None)
+        job.done.add_done_callback(lambda done: answered.set_result(done.result()))
         worker = self._worker
         if worker is None:
             self._publish_answer(Answer(job, error=INACTIVE))
         else:
             worker.submit(job)
-        while True:
-            try:
-                return job.done.result(timeout=CANCEL_POLL_S)
-            except TimeoutError:
-                if job.cancel_requested():
-                    worker.cancel(job)
+        return await answered
+
+    def _cancel_requested_goals(self) -> None:
+        """Answers the waiting goals whose cancel was requested (a running one is stopped at
+        the worker's next check)."""
+        worker = self._worker
+        for job in list(self._goal_jobs):
+            if job.cancel_requested() and worker is not None:
+                worker.cancel(job)
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         version = self._ingest.reset()

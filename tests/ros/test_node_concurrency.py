@@ -1,4 +1,5 @@
-"""Clouds keep being accepted while inference runs (issue #6), without timing assumptions.
+"""Clouds keep being accepted while inference runs (issue #6) and while more callers wait for
+answers than the executor has threads (issue #14), without timing assumptions.
 
 The node runs in this process, served by `r2s_ros.node.serve` as `r2s-node` serves it, with the
 real tiny model behind a gate: the first `encode_scene` signals that the worker is inside the
@@ -16,12 +17,15 @@ from subprocess import Popen
 import numpy as np
 import pytest
 import rclpy
+from rclpy.action import ActionClient
 from rclpy.context import Context
 
 from r2s_model.model import R2SModel, SegmentationOutput
 from r2s_model.scene import SceneEncoding
+from r2s_ros.action import Segment as SegmentAction
 from r2s_ros.msg import SegmentationResult
 from r2s_ros.node import R2SNode, serve
+from r2s_ros.runtime import EXECUTOR_THREADS
 from r2s_ros.srv import Segment
 from r2s_ros.worker import OnRelevant
 from tests.model.tiny import tiny_model
@@ -32,6 +36,9 @@ NAMESPACE = "/concurrency"  # apart from any other r2s node of the test session
 CLOUDS_DURING_INFERENCE = 3
 FIRST = "the lamp by the window"  # on the instruction topic
 SECOND = "the lamp, asked again"  # through the ~/segment service
+# More waiting service callers than the node's executor has threads, and goals besides.
+CALLERS = EXECUTOR_THREADS + 4
+GOALS = 2
 
 
 class GatedModel:
@@ -75,6 +82,7 @@ def node(gate: GatedModel) -> Iterator[R2SNode]:
         "device": "cpu",  # where the tiny model is
         "diagnostics_period_s": "0.1",
         "scene_cloud_period_s": "0.0",
+        "instruction_queue_size": str(CALLERS + GOALS + 1),  # every caller waits, none dropped
     }
     arguments = ["--ros-args", "--params-file", str(PARAMS_FILE), "-r", f"__ns:={NAMESPACE}"]
     for name, value in overrides.items():
@@ -180,3 +188,48 @@ def test_clouds_are_accepted_while_the_model_runs(
     driver.wait_for(lambda: driver.answers(SECOND), "the service's answer on ~/result")
     assert [result.status for result in driver.answers(SECOND)] == [second.status]
     assert SegmentationResult.STATUS_ERROR not in {r.status for r in driver.results}
+
+
+def test_waiting_callers_never_block_intake_or_diagnostics(
+    gate: GatedModel, driver: Driver, peer: Popen
+) -> None:
+    send(peer, "cloud 0")
+    driver.wait_for(lambda: driver.count("clouds_accepted") == 1, "the first cloud")
+    send(peer, f"instruction {FIRST}")
+    assert gate.entered.wait(WAIT_S), "the worker never reached the model"
+
+    driver.wait_for(driver.segment.service_is_ready, "the ~/segment service")
+    calls = [
+        driver.segment.call_async(Segment.Request(instruction=f"call {i}", instruction_id=f"c{i}"))
+        for i in range(CALLERS)
+    ]
+    actions = ActionClient(driver.node, SegmentAction, "r2s/segment_action")
+    driver.wait_for(actions.server_is_ready, "the action server")
+    sent = [
+        actions.send_goal_async(SegmentAction.Goal(instruction=f"goal {i}")) for i in range(GOALS)
+    ]
+    waiting = CALLERS + GOALS
+    driver.wait_for(lambda: driver.count("queue_depth") == waiting, "every caller queued")
+
+    # Every caller waits; clouds still arrive and are counted on a live /diagnostics.
+    clouds = CLOUDS_DURING_INFERENCE + 2
+    for index in range(1, clouds + 1):
+        send(peer, f"cloud {index}")
+    driver.wait_for(lambda: driver.count("clouds_accepted") == clouds + 1, "the clouds")
+    assert not gate.release.is_set() and not gate.left.is_set()
+    assert not any(call.done() for call in calls)
+    assert driver.count("queue_depth") == waiting
+
+    gate.release.set()
+    driver.wait_for(lambda: all(call.done() for call in calls), "every service answer")
+    for index, call in enumerate(calls):
+        result = call.result().result
+        assert (result.instruction_id, result.status in MODEL_STATUSES) == (f"c{index}", True)
+    driver.wait_for(lambda: all(goal.done() for goal in sent), "every goal accepted")
+    results = [goal.result().get_result_async() for goal in sent]
+    driver.wait_for(lambda: all(result.done() for result in results), "every goal's result")
+    assert all(r.result().result.result.status in MODEL_STATUSES for r in results)
+    texts = [FIRST] + [f"call {i}" for i in range(CALLERS)] + [f"goal {i}" for i in range(GOALS)]
+    driver.wait_for(lambda: all(driver.answers(text) for text in texts), "every ~/result")
+    assert all(len(driver.answers(text)) == 1 for text in texts)
+    assert len(driver.results) == len(texts)
