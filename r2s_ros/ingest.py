@@ -16,7 +16,11 @@ and is placed as soon as its transform can be looked up; it is then dropped as `
 (the frames are not connected), `tf_timeout` (no transform as new as the cloud came) or, at
 once, `tf_extrapolation` (older than the buffered transforms). With odometry it waits while the
 odometry is less than MAX_POSE_WAIT_S behind it, then is dropped as `no_pose`; odometry is
-assumed to arrive in stamp order.
+assumed to arrive in stamp order. Odometry places only clouds in its `child_frame_id`: a cloud in
+another frame is dropped as `wrong_frame` (placing it with that pose would put it in the wrong
+place). An odometry whose child frame differs from the buffered poses' is dropped as
+`odometry_child_frame`, unless those poses are over MAX_POSE_WAIT_S older (the stream moved to
+another frame): the buffer then starts over with it.
 
 Messages are typed structurally (`message_types`): rclpy messages and messages that rosbags
 deserialised from a bag both work, and nothing here imports ROS.
@@ -36,7 +40,14 @@ from r2s_ros.accumulator import AccumulatorConfig, SceneAccumulator, SceneSnapsh
 from r2s_ros.message_types import OdometryMessage, PointCloudMessage, TransformsMessage
 from r2s_ros.params import NodeParameters
 from r2s_ros.pointcloud import CloudError, decode_cloud
-from r2s_ros.poses import PoseBuffer, PoseError, pose_from_odometry, stamp_seconds, transform_points
+from r2s_ros.poses import (
+    PoseBuffer,
+    PoseError,
+    check_pose,
+    pose_from_odometry,
+    stamp_seconds,
+    transform_points,
+)
 from r2s_ros.transforms import TransformBuffer, TransformLookup, TransformUnavailable
 
 MAX_WAITING_CLOUDS = 16  # beyond this, the oldest waiting cloud is dropped
@@ -121,6 +132,7 @@ class SceneIngest:
         self._scene = SceneAccumulator(settings.accumulator)
         self._scene_lock = threading.Lock()  # the inference worker snapshots while clouds insert
         self._poses = PoseBuffer()
+        self._odometry_frame = ""  # child frame of the buffered odometry poses
         self._buffer = TransformBuffer() if transforms is None else None
         self._transforms = transforms or self._buffer
         self._clock = clock
@@ -148,6 +160,8 @@ class SceneIngest:
             return self._wait(cloud, "", "") + self.retry_waiting()
         if self.settings.pose_source == "fixed":
             return [self._drop("wrong_frame", f"cloud in {frame!r}, no pose source")]
+        if self._odometry_frame and frame.lstrip("/") != self._odometry_frame:
+            return [self._wrong_odometry_frame(cloud)]
         newest = self._poses.newest_stamp_s
         if newest is not None and cloud.stamp_s <= newest:
             return self._place_by_odometry(cloud)
@@ -163,10 +177,22 @@ class SceneIngest:
         if msg.header.frame_id != self.settings.fixed_frame:
             frame = msg.header.frame_id
             return [self._drop("odometry_frame", f"odometry in {frame!r}, not fixed_frame")]
+        child = msg.child_frame_id.lstrip("/")
+        if not child:
+            return [self._drop("odometry_child_frame", "odometry without a child_frame_id")]
         try:
-            self._poses.add(pose_from_odometry(msg))
+            pose = pose_from_odometry(msg)
+            check_pose(pose, f"odometry of {child!r}")
         except PoseError as error:
             return [self._drop(f"odometry_{error.reason}", f"unusable odometry: {error}")]
+        if child != self._odometry_frame:
+            newest = self._poses.newest_stamp_s
+            if newest is not None and pose.stamp_s - newest <= MAX_POSE_WAIT_S:
+                message = f"odometry of {child!r} while that of {self._odometry_frame!r} comes"
+                return [self._drop("odometry_child_frame", message)]
+            self._poses.clear()
+            self._odometry_frame = child
+        self._poses.add(pose)
         drops = []
         newest = self._poses.newest_stamp_s
         while self._waiting and self._waiting[0].cloud.stamp_s <= newest:
@@ -240,11 +266,17 @@ class SceneIngest:
 
     def _place_by_odometry(self, cloud: _SensorCloud) -> list[Drop]:
         """Moves a sensor-frame cloud into the fixed frame with the odometry at its stamp."""
+        if cloud.frame.lstrip("/") != self._odometry_frame:
+            return [self._wrong_odometry_frame(cloud)]
         pose = self._poses.lookup(cloud.stamp_s, self.settings.pose_tolerance_s)
         if pose is None:
             message = f"no odometry pose within tolerance of {cloud.stamp_s:.3f}"
             return [self._drop("no_pose", message)]
         return self._insert(transform_points(cloud.points, pose), cloud.colors, cloud.stamp_s)
+
+    def _wrong_odometry_frame(self, cloud: _SensorCloud) -> Drop:
+        message = f"cloud in {cloud.frame!r}; the odometry places {self._odometry_frame!r}"
+        return self._drop("wrong_frame", message)
 
     def _insert(self, points: np.ndarray, colors: np.ndarray | None, stamp_s: float) -> list[Drop]:
         """Inserts a fixed-frame cloud. Points the scene map cannot hold (beyond its key range,

@@ -298,3 +298,44 @@ def test_cloud_entirely_outside_the_crop_box_is_dropped_not_accepted() -> None:
     assert ingest.counts["clouds_accepted"] == 0
     assert ingest.add_cloud(cloud(1.0, frame="map")) == []  # partly inside: accepted
     assert ingest.counts["clouds_accepted"] == 1
+
+
+# Frames (#14): odometry places only clouds in its child frame.
+
+
+def test_cloud_in_another_frame_than_the_odometry_child_is_dropped(ingest: SceneIngest) -> None:
+    ingest.add_odometry(odometry(1.0, x=10.0))
+    (drop,) = ingest.add_cloud(cloud(1.0, frame="camera"))
+    assert (drop.reason, ingest.counts["dropped_wrong_frame"]) == ("wrong_frame", 1)
+    assert ingest.add_cloud(cloud(1.0, frame="/sensor")) == []  # a leading slash is the same
+    assert ingest.counts["clouds_accepted"] == 1
+
+
+def test_waiting_cloud_in_another_frame_is_dropped_once_odometry_comes(
+    ingest: SceneIngest,
+) -> None:
+    assert ingest.add_cloud(cloud(1.0, frame="camera")) == []  # no odometry yet: it waits
+    (drop,) = ingest.add_odometry(odometry(1.0, x=0.0))
+    assert drop.reason == "wrong_frame"
+    assert ingest.snapshot().num_voxels == 0
+
+
+def test_odometry_of_a_second_child_frame_is_dropped_until_the_first_stops(
+    ingest: SceneIngest,
+) -> None:
+    assert ingest.add_odometry(odometry(1.0, x=10.0)) == []
+    other = odometry(1.1, x=50.0)
+    other.child_frame_id = "camera"
+    (drop,) = ingest.add_odometry(other)
+    assert drop.reason == "odometry_child_frame"
+    assert ingest.add_cloud(cloud(1.0)) == []  # still placed by the sensor's odometry
+    np.testing.assert_allclose(ingest.snapshot().points, POINTS + [10.0, 0.0, 0.0])
+    nameless = odometry(1.2, x=0.0)
+    nameless.child_frame_id = ""
+    assert [d.reason for d in ingest.add_odometry(nameless)] == ["odometry_child_frame"]
+
+    other.header.stamp = stamp(5.0)  # the sensor's odometry stopped 4 s ago: the stream moved
+    assert ingest.add_odometry(other) == []
+    assert [d.reason for d in ingest.add_cloud(cloud(5.0))] == ["wrong_frame"]
+    assert ingest.add_cloud(cloud(5.0, frame="camera")) == []
+    assert ingest.counts["dropped_odometry_child_frame"] == 2
