@@ -7,6 +7,7 @@ No ROS import: bags are written and read with `rosbags`.
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ TOPIC_ORDER = (TF_STATIC_TOPIC, TF_TOPIC, ODOM_TOPIC, POINTS_TOPIC, INSTRUCTION_
 
 SCENE_FILE = "r2s_ground_truth.npz"
 RECORDS_FILE = "r2s_ground_truth.jsonl"
+# SHA-256 of each storage file as written, in `sha256sum` format: rosbags writes MCAP chunks
+# without CRCs, so this is what tells a damaged chunk from data.
+CHECKSUMS_FILE = "r2s_storage.sha256"
 # Keys of rosbag2's metadata.yaml `custom_data` that the writer sets (all strings).
 CUSTOM_SCENE_ID = "r2s.scene_id"
 CUSTOM_SEED = "r2s.seed"
@@ -106,3 +110,32 @@ def _custom_data(bag_dir: Path) -> dict[str, str]:
     except (OSError, yaml.YAMLError, TypeError, KeyError) as error:
         raise GroundTruthError(f"{path}: not a rosbag2 metadata file ({error})") from error
     return info.get("custom_data") or {}
+
+
+def write_checksums(bag_dir: Path, storage_files: list[Path]) -> None:
+    """Writes CHECKSUMS_FILE for the storage files (paths inside bag_dir)."""
+    lines = [f"{_sha256(path)}  {path.name}\n" for path in sorted(storage_files)]
+    (Path(bag_dir) / CHECKSUMS_FILE).write_text("".join(lines))
+
+
+def changed_storage_files(bag_dir: Path) -> list[str]:
+    """The storage files that no longer match CHECKSUMS_FILE (a missing one included); none
+    when the bag has no CHECKSUMS_FILE (bags from other recorders)."""
+    listing = Path(bag_dir) / CHECKSUMS_FILE
+    if not listing.is_file():
+        return []
+    changed = []
+    for line in listing.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        path = Path(bag_dir) / name
+        if not path.is_file() or _sha256(path) != digest:
+            changed.append(name)
+    return changed
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

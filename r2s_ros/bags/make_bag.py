@@ -215,6 +215,8 @@ def write_bag(path: Path, settings: BagSettings, *, progress: bool = True) -> Ba
             data = store.serialize_cdr(message, message.__msgtype__)
             writer.write(connections[topic], stamp, data)
 
+    storage = [file for file in path.iterdir() if file.name != "metadata.yaml"]
+    contract.write_checksums(path, storage)
     write_scene(path / contract.SCENE_FILE, scene)
     write_records(path / contract.RECORDS_FILE, records)
     return BagSummary(

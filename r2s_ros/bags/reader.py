@@ -4,7 +4,9 @@
 with the expected message types) and then yields the messages of those topics in bag-time order,
 deserialised by rosbags (they duck-type the ROS messages, so `r2s_ros.ingest` takes them as the
 node takes rclpy's) together with the CDR bytes as recorded (what a live replay publishes).
-Anything wrong with the bag raises `BagError` naming the bag and the problem.
+Anything wrong with the bag raises `BagError` naming the bag and the problem: storage files that
+no longer match the checksums `r2s-make-bag` recorded (a damaged chunk whose bytes still parse),
+storage that cannot be read, and storage that yields fewer messages than its metadata lists.
 """
 
 from __future__ import annotations
@@ -84,6 +86,12 @@ class ReplayBag:
         if not self.path.is_dir() or not (self.path / "metadata.yaml").is_file():
             what = "does not exist" if not self.path.exists() else "has no metadata.yaml"
             raise BagError(f"{self.path} is not a rosbag2 folder: it {what}")
+        changed = contract.changed_storage_files(self.path)
+        if changed:
+            raise BagError(
+                f"{self.path}: corrupt storage: {', '.join(changed)} no longer matches the "
+                f"SHA-256 in {contract.CHECKSUMS_FILE} (damaged or changed since it was written)"
+            )
         with self._reader() as reader:
             found = {name: info.msgtype for name, info in reader.topics.items()}
             self.counts = {name: info.msgcount for name, info in reader.topics.items()}
@@ -113,11 +121,13 @@ class ReplayBag:
         yield from sorted(same_time, key=lambda m: ROLE_ORDER[m.role])
 
     def _read(self, role_of: dict[str, str]) -> Iterator[BagMessage]:
+        read = dict.fromkeys(role_of, 0)
         try:
             with self._reader() as reader:
                 connections = [c for c in reader.connections if c.topic in role_of]
                 for connection, stamp_ns, raw in reader.messages(connections):
                     message = reader.deserialize(raw, connection.msgtype)
+                    read[connection.topic] += 1
                     yield BagMessage(
                         role_of[connection.topic], connection.topic, stamp_ns, message, bytes(raw)
                     )
@@ -125,6 +135,12 @@ class ReplayBag:
             raise
         except Exception as error:  # storage and CDR errors come in many types (apsw, struct...)
             raise BagError(f"{self.path}: corrupt or truncated bag ({_describe(error)})") from error
+        for topic, count in read.items():
+            if count != self.counts[topic]:
+                raise BagError(
+                    f"{self.path}: corrupt or truncated bag: {count} of the "
+                    f"{self.counts[topic]} messages on {topic} its metadata lists could be read"
+                )
 
     @contextmanager
     def _reader(self) -> Iterator[AnyReader]:

@@ -215,6 +215,7 @@ def test_the_bag_holds_the_contracted_topics_types_and_counts(small_bag: Path) -
         "metadata.yaml",
         "r2s_ground_truth.jsonl",
         "r2s_ground_truth.npz",
+        "r2s_storage.sha256",
         "room3.mcap",
     ]
 
@@ -300,7 +301,7 @@ def test_the_ground_truth_round_trips_and_passes_the_checker(small_bag: Path) ->
 
 def test_the_same_settings_give_the_same_bag_bytes(small_bag: Path, tmp_path: Path) -> None:
     again = make_bag(tmp_path / "room3", SMALL_BAG, progress=False).path
-    for name in ("room3.mcap", "r2s_ground_truth.jsonl", "metadata.yaml"):
+    for name in ("room3.mcap", "r2s_ground_truth.jsonl", "metadata.yaml", "r2s_storage.sha256"):
         assert (again / name).read_bytes() == (small_bag / name).read_bytes(), name
 
 

@@ -162,10 +162,22 @@ def bad_bag(kind: str, bags: dict[str, Path], folder: Path) -> Path:
     if kind == "not_a_bag":
         (folder / "notes.txt").write_text("not a bag")
         return folder
-    bag = Path(shutil.copytree(bags["mcap"], folder / "bag"))
-    if kind == "truncated":
-        storage = next(bag.glob("*.mcap"))
-        storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
+    storage_kind = "sqlite3" if kind.endswith("sqlite3") else "mcap"
+    bag = Path(shutil.copytree(bags[storage_kind], folder / "bag"))
+    storage = next(path for path in bag.iterdir() if path.suffix in (".mcap", ".db3"))
+    data = bytearray(storage.read_bytes())
+    if kind == "truncated":  # as another recorder would leave it: no checksums to compare
+        storage.write_bytes(data[: len(data) // 2])
+        (bag / contract.CHECKSUMS_FILE).unlink()
+    elif kind.startswith("corrupt_chunk"):  # bytes that still parse: inside a cloud's data
+        middle = len(data) // 2
+        data[middle : middle + 4096] = np.random.default_rng(0).bytes(4096)
+        storage.write_bytes(data)
+    elif kind == "lost_messages":  # the storage holds fewer messages than its metadata lists
+        metadata = (bag / "metadata.yaml").read_text()
+        points = f"- message_count: {FRAMES}\n    topic_metadata:\n      name: /points"
+        assert points in metadata
+        (bag / "metadata.yaml").write_text(metadata.replace(points, points.replace("6", "7")))
     elif kind == "bad_ground_truth":
         (bag / contract.RECORDS_FILE).write_text("{not json\n")
     return bag
@@ -177,6 +189,9 @@ def bad_bag(kind: str, bags: dict[str, Path], folder: Path) -> Path:
         ("missing_topic", "no topic /points for the points (available: /instruction (std_msgs"),
         ("wrong_type", "topic /points has type std_msgs/msg/String, but the points must be"),
         ("truncated", "truncated or corrupt"),
+        ("corrupt_chunk_mcap", "corrupt storage: mcap.mcap no longer matches the SHA-256"),
+        ("corrupt_chunk_sqlite3", "corrupt storage: sqlite3.db3 no longer matches the SHA-256"),
+        ("lost_messages", "6 of the 7 messages on /points its metadata lists could be read"),
         ("not_a_bag", "is not a rosbag2 folder: it has no metadata.yaml"),
         ("bad_ground_truth", "unusable ground truth"),
     ],
