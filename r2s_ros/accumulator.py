@@ -10,11 +10,13 @@ The scene version lets the model reuse a scene encoding. It bumps when the voxel
 removed since the last bump reach `change_fraction` of the map (the larger of its size then and
 now), so re-observing the same view refines the means without a bump while a new region bumps.
 Changes add up across calls, so a map that grows a little at a time still bumps eventually.
+Snapshots also carry the running total of voxels added and removed (`changes`), so the worker
+can tell how much the scene moved on since the snapshot it encoded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -80,10 +82,19 @@ class SceneSnapshot:
     colors: np.ndarray  # (M, 3) uint8 mean color per voxel; 0 where no point came with a color
     version: int
     stamp_s: float | None  # newest stamp among inserts that kept points; None when none did
+    changes: int = 0  # voxels added and removed since the map was made, in total
 
     @property
     def num_voxels(self) -> int:
         return len(self.points)
+
+    def thinned(self, max_points: int) -> SceneSnapshot:
+        """At most max_points of the voxels, taken at an even stride in key order (spatially
+        even, deterministic); the snapshot itself when it is that small already."""
+        stride = -(-self.num_voxels // max_points)
+        if stride <= 1:
+            return self
+        return replace(self, points=self.points[::stride], colors=self.colors[::stride])
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,7 @@ class SceneAccumulator:
         self._version = 0
         self._size_at_version = 0
         self._changes_since_version = 0
+        self._total_changes = 0
         self._next_serial = 0
         self._stamp_s: float | None = None
         # Keys pack indices in [-2**20, 2**20); a voxel of margin absorbs rounding in the floor.
@@ -231,6 +243,7 @@ class SceneAccumulator:
 
     def reset(self) -> None:
         """Empties the map and bumps the version."""
+        self._total_changes += self.num_voxels
         self._table.clear()
         self._stamp_s = None
         self._bump_version()
@@ -245,7 +258,7 @@ class SceneAccumulator:
         for axis in range(3):  # axis by axis, as in _voxelize
             points[:, axis] = floats[_POSITION_SUMS + axis] / floats[_COUNT]
             colors[:, axis] = np.rint(floats[_COLOR_SUMS + axis] / color_counts)
-        return SceneSnapshot(points, colors, self._version, self._stamp_s)
+        return SceneSnapshot(points, colors, self._version, self._stamp_s, self._total_changes)
 
     def _check(self, points: np.ndarray, colors: np.ndarray | None, stamp_s: float) -> None:
         if points.ndim != 2 or points.shape[1] != 3:
@@ -355,6 +368,7 @@ class SceneAccumulator:
     def _record_change(self, changed_voxels: int) -> bool:
         """Counts voxels added or removed; bumps the version once they reach change_fraction."""
         self._changes_since_version += changed_voxels
+        self._total_changes += changed_voxels
         reference = max(self._size_at_version, self.num_voxels)
         if self._changes_since_version == 0:
             return False

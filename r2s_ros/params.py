@@ -46,6 +46,8 @@ class NodeParameters:
     llm_source: str = ""
     points_qos: str = "sensor_data"
     instruction_queue_size: int = 8
+    encoding_reuse_fraction: float = 0.1
+    max_encoded_points: int = 200_000
     scene_cloud_period_s: float = 2.0
     scene_cloud_max_points: int = 50_000
     diagnostics_period_s: float = 1.0
@@ -69,6 +71,11 @@ DESCRIPTIONS = {
     "instruction_queue_size": (
         f"pending instructions; beyond it the oldest gets an ERROR (1..{MAX_INSTRUCTION_QUEUE})"
     ),
+    "encoding_reuse_fraction": (
+        "reuse the last scene encoding while the voxels added and removed since it was taken "
+        "stay at most this share of it (0..1; 0: only while nothing changed)"
+    ),
+    "max_encoded_points": "the scene is thinned to at most this many points to encode (> 0)",
     "scene_cloud_period_s": "period of ~/scene_cloud, seconds; 0 disables it",
     "scene_cloud_max_points": "~/scene_cloud is downsampled to at most this many points (> 0)",
     "diagnostics_period_s": "period of /diagnostics, seconds (> 0)",
@@ -135,13 +142,17 @@ def validate(parameters: NodeParameters) -> None:
     for name in ("time_window_s", "scene_cloud_period_s"):
         if getattr(parameters, name) < 0:
             problems.append(f"{name} must be >= 0, got {getattr(parameters, name)}")
-    for name in ("max_scene_points", "scene_cloud_max_points"):
+    for name in ("max_scene_points", "scene_cloud_max_points", "max_encoded_points"):
         if getattr(parameters, name) <= 0:
             problems.append(f"{name} must be > 0, got {getattr(parameters, name)}")
     if not 1 <= parameters.instruction_queue_size <= MAX_INSTRUCTION_QUEUE:
         problems.append(
             f"instruction_queue_size must be in 1..{MAX_INSTRUCTION_QUEUE}, "
             f"got {parameters.instruction_queue_size}"
+        )
+    if not 0 <= parameters.encoding_reuse_fraction <= 1:
+        problems.append(
+            f"encoding_reuse_fraction must be in [0, 1], got {parameters.encoding_reuse_fraction}"
         )
     low, high = parameters.crop_box_min, parameters.crop_box_max
     if len(low) != 3 or len(high) != 3 or any(a > b for a, b in zip(low, high, strict=True)):

@@ -61,6 +61,7 @@ from r2s_ros.worker import (
     ENCODING,
     RELEVANT,
     Answer,
+    EncodingPolicy,
     InferenceWorker,
     InstructionJob,
     Progress,
@@ -174,6 +175,7 @@ class R2SRuntime:
             self._ingest.snapshot,
             self._publish_answer,
             parameters.instruction_queue_size,
+            EncodingPolicy.from_parameters(parameters),
         )
         # Created in the order the executor should serve messages that are ready together: a
         # cloud's pose before the cloud, the clouds before an instruction about them.

@@ -10,8 +10,14 @@ and be cancelled at any point: a waiting job is answered at once, a running one 
 next check (before and after the scene encoding, after stage 1, after stage 2). Either way it
 gets its one answer, `cancelled`.
 
-The scene encoding is cached by scene version: instructions on an unchanged scene skip the
-encoder, which dominates the cost.
+Moving-scene policy (`EncodingPolicy`): the encoder dominates the cost, and on a moving robot
+the scene changes with every cloud, so the worker never encodes per cloud, only when it takes a
+job, and then the scene snapshot of that moment, thinned to at most `max_points` points. It
+reuses the last encoding instead when (a) its snapshot was taken after the job arrived (a job
+that waited behind an encoding gets a scene at least as new as the one it was asked about), or
+(b) the voxels added and removed since that snapshot are at most `reuse_fraction` of it. A job
+thus waits for at most the job in progress and one encoding of its own: within twice the latency
+of a first instruction on a static scene, however fast clouds come.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 from r2s_model.model import RelevantPrediction, SegmentationOutput
 from r2s_model.scene import SceneEncoding
 from r2s_ros.accumulator import SceneSnapshot
+from r2s_ros.params import NodeParameters
 
 QUEUE_FULL = "dropped: queue full"
 SHUTTING_DOWN = "dropped: node shutting down"
@@ -47,6 +54,35 @@ class SegmentationModel(Protocol):
     def segment(
         self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
     ) -> SegmentationOutput: ...
+
+
+@dataclass(frozen=True)
+class EncodingPolicy:
+    """When the worker encodes the scene anew (see the module doc)."""
+
+    reuse_fraction: float = 0.1  # reuse while this share of the voxels changed, at most
+    max_points: int = 200_000  # the encoded snapshot is thinned to this many points
+
+    @classmethod
+    def from_parameters(cls, parameters: NodeParameters) -> EncodingPolicy:
+        return cls(parameters.encoding_reuse_fraction, parameters.max_encoded_points)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.reuse_fraction <= 1:
+            raise ValueError(f"reuse_fraction must be in [0, 1], got {self.reuse_fraction}")
+        if self.max_points < 1:
+            raise ValueError(f"max_points must be >= 1, got {self.max_points}")
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """The last encoding: of `scene` (thinned), a snapshot taken at `taken_s` (perf_counter) of
+    a map of `num_voxels` voxels whose change total was `scene.changes`."""
+
+    scene: SceneSnapshot
+    encoding: SceneEncoding
+    taken_s: float
+    num_voxels: int
 
 
 @dataclass(frozen=True)
@@ -117,15 +153,17 @@ class InferenceWorker:
         snapshot_scene: Callable[[], SceneSnapshot],
         on_answer: Callable[[Answer], None],
         capacity: int,
+        policy: EncodingPolicy = EncodingPolicy(),
     ) -> None:
         self._model = model
+        self._policy = policy
         self._snapshot_scene = snapshot_scene
         self._on_answer = on_answer
         self._capacity = capacity
         self._pending: deque[InstructionJob] = deque()
         self._wakeup = threading.Condition()
         self._stopping = False
-        self._cached: tuple[SceneSnapshot, SceneEncoding] | None = None
+        self._cached: _Encoded | None = None
         self._thread = threading.Thread(target=self._run, name="r2s-inference", daemon=True)
         self._thread.start()
 
@@ -196,14 +234,23 @@ class InferenceWorker:
         return answer
 
     def _encoding(self, answer: Answer) -> tuple[SceneSnapshot, SceneEncoding]:
-        """The encoding of the current scene, reused while the scene version is unchanged."""
+        """The scene to answer on and its encoding: the last one while the policy allows,
+        else the current snapshot's, thinned and encoded now."""
+        taken_s = time.perf_counter()
         scene = self._snapshot_scene()
-        if self._cached is not None and self._cached[0].version == scene.version:
+        cached = self._cached
+        if cached is not None and self._reusable(cached, scene, answer.job):
             answer.reused_encoding = True
-            return self._cached
-        start = time.perf_counter()
+            return cached.scene, cached.encoding
         self._cached = None  # a failed encode must not leave the previous scene's cache behind
-        encoding = self._model.encode_scene(scene.points, scene.colors)
-        answer.encode_ms = (time.perf_counter() - start) * 1000.0
-        self._cached = (scene, encoding)
-        return self._cached
+        encoded = scene.thinned(self._policy.max_points)
+        encoding = self._model.encode_scene(encoded.points, encoded.colors)
+        answer.encode_ms = (time.perf_counter() - taken_s) * 1000.0
+        self._cached = _Encoded(encoded, encoding, taken_s, scene.num_voxels)
+        return encoded, encoding
+
+    def _reusable(self, cached: _Encoded, scene: SceneSnapshot, job: InstructionJob) -> bool:
+        if job.received_s <= cached.taken_s:
+            return True
+        changed = scene.changes - cached.scene.changes
+        return changed <= self._policy.reuse_fraction * max(cached.num_voxels, 1)

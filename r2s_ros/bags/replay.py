@@ -41,7 +41,13 @@ from r2s_ros.bags.report import (
 )
 from r2s_ros.ingest import IngestSettings, SceneIngest
 from r2s_ros.params import NodeParameters, ParameterError, parameters_from_file
-from r2s_ros.worker import Answer, InferenceWorker, InstructionJob, SegmentationModel
+from r2s_ros.worker import (
+    Answer,
+    EncodingPolicy,
+    InferenceWorker,
+    InstructionJob,
+    SegmentationModel,
+)
 
 
 def feed(ingest: SceneIngest, message: BagMessage) -> None:
@@ -69,13 +75,17 @@ class BagIntake:
 
 
 def replay_offline(
-    bag: ReplayBag, model: SegmentationModel, settings: IngestSettings
+    bag: ReplayBag,
+    model: SegmentationModel,
+    settings: IngestSettings,
+    policy: EncodingPolicy,
 ) -> tuple[list[Outcome], dict[str, int]]:
-    """Replays the bag in-process -> an outcome per instruction and the intake counters."""
+    """Replays the bag in-process -> an outcome per instruction and the intake counters;
+    `policy`: when the node's worker encodes the scene anew."""
     intake = BagIntake(settings)
     ingest = intake.ingest
     # Capacity 1 and one job at a time: the replay waits for each answer, so nothing is dropped.
-    worker = InferenceWorker(model, ingest.snapshot, _resolve, capacity=1)
+    worker = InferenceWorker(model, ingest.snapshot, _resolve, capacity=1, policy=policy)
     outcomes = []
     try:
         for message in tqdm(bag.messages(), total=bag.num_messages, desc="replaying", unit="msg"):
@@ -232,7 +242,9 @@ def _run_offline(
         raise CheckpointError(f"no checkpoint at {args.checkpoint}; pass --checkpoint PATH")
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, args.llm_source, device)
-    outcomes, inputs = replay_offline(bag, model, settings)
+    outcomes, inputs = replay_offline(
+        bag, model, settings, EncodingPolicy.from_parameters(parameters)
+    )
     meta = {
         "mode": "offline",
         "bag": str(bag.path),

@@ -1,4 +1,5 @@
-"""InferenceWorker in-process with a real tiny model: answers, failures, queue policy, caching.
+"""InferenceWorker in-process with a real tiny model: answers, failures, queue policy, the
+moving-scene policy (when the scene is encoded anew).
 
 The worker is held busy by a scene snapshot that blocks on a gate (the snapshot callable is the
 node's side of the contract, not the model's), so jobs can be made to wait deterministically.
@@ -6,6 +7,7 @@ node's side of the contract, not the model's), so jobs can be made to wait deter
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 
@@ -22,6 +24,7 @@ from r2s_ros.worker import (
     RELEVANT,
     SHUTTING_DOWN,
     Answer,
+    EncodingPolicy,
     InferenceWorker,
     InstructionJob,
     OnRelevant,
@@ -56,25 +59,44 @@ class FailsOnOneInstruction:
         return self._model.segment(scene, instruction, on_relevant)
 
 
-def box_snapshot(version: int) -> SceneSnapshot:
-    points, colors, _ = make_box_scene(0, 2000)
+BOX_POINTS = 2000
+DEFAULT_POLICY = EncodingPolicy()
+
+
+def box_snapshot(version: int, changes: int = 0) -> SceneSnapshot:
+    points, colors, _ = make_box_scene(0, BOX_POINTS)
     colors_u8 = np.rint(colors * 255).astype(np.uint8)
-    return SceneSnapshot(points.astype(np.float32), colors_u8, version, stamp_s=float(version))
+    return SceneSnapshot(
+        points.astype(np.float32), colors_u8, version, stamp_s=float(version), changes=changes
+    )
+
+
+def moved_on(scene: SceneSnapshot, changed_voxels: int) -> SceneSnapshot:
+    """The scene after `changed_voxels` voxels were added or removed."""
+    return dataclasses.replace(
+        scene, version=scene.version + 1, changes=scene.changes + changed_voxels
+    )
 
 
 class Harness:
-    """A worker plus the node's side: a swappable scene that can block, and the answers given."""
+    """A worker plus the node's side: a swappable scene that can block, and the answers given.
+    With `moving`, every snapshot finds the whole scene changed since the one before."""
 
-    def __init__(self, model: FailsOnOneInstruction) -> None:
+    def __init__(
+        self, model: FailsOnOneInstruction, policy: EncodingPolicy = DEFAULT_POLICY
+    ) -> None:
         self.scene = box_snapshot(version=1)
+        self.moving = False
         self.gate = threading.Event()  # cleared: the next snapshot blocks until it is set
         self.gate.set()
         self.snapshot_taken = threading.Event()
-        self.worker = InferenceWorker(model, self._snapshot, self._on_answer, CAPACITY)
+        self.worker = InferenceWorker(model, self._snapshot, self._on_answer, CAPACITY, policy)
 
     def _snapshot(self) -> SceneSnapshot:
         self.snapshot_taken.set()
         assert self.gate.wait(WAIT_S), "the test never opened the gate"
+        if self.moving:
+            self.scene = moved_on(self.scene, BOX_POINTS)
         return self.scene
 
     def _on_answer(self, answer: Answer) -> None:
@@ -149,7 +171,7 @@ def test_shutdown_answers_waiting_jobs_and_finishes_the_one_in_progress(harness:
     assert in_progress.done.result(timeout=0).output is not None
 
 
-def test_scene_encoding_is_reused_until_the_scene_version_changes(harness: Harness) -> None:
+def test_scene_encoding_is_reused_while_the_scene_changed_little(harness: Harness) -> None:
     first = harness.ask("the first box")
     assert not first.reused_encoding
     assert first.encode_ms > 0.0
@@ -159,11 +181,44 @@ def test_scene_encoding_is_reused_until_the_scene_version_changes(harness: Harne
     assert same.encode_ms == 0.0
     assert same.scene is first.scene
 
-    harness.scene = box_snapshot(version=2)
-    changed = harness.ask("the third box")
+    # A new version, but a tenth of the voxels (the default reuse_fraction) changed: reused.
+    harness.scene = moved_on(harness.scene, BOX_POINTS // 10)
+    little = harness.ask("the third box")
+    assert little.reused_encoding and little.scene is first.scene
+
+    harness.scene = moved_on(harness.scene, 1)  # one voxel more than a tenth since the encoding
+    changed = harness.ask("the fourth box")
     assert not changed.reused_encoding
     assert changed.encode_ms > 0.0
-    assert changed.scene.version == 2
+    assert changed.scene.version == harness.scene.version
+
+
+def test_jobs_that_waited_behind_an_encoding_reuse_it_on_a_moving_scene(harness: Harness) -> None:
+    """Every snapshot finds a new scene: the job in progress encodes, the next job (it came
+    after that snapshot) encodes anew, and the jobs that waited behind it reuse its encoding."""
+    harness.moving = True
+    in_progress = harness.hold_busy()
+    waiting = [harness.submit(f"waiting {index}") for index in range(CAPACITY)]
+    harness.gate.set()
+    first, second, third = (job.done.result(timeout=WAIT_S) for job in [in_progress, *waiting])
+    assert not first.reused_encoding and not second.reused_encoding
+    assert second.scene.version > first.scene.version
+    assert third.reused_encoding and third.scene is second.scene
+
+    later = harness.ask("a job after all of them")  # the scene moved on since: encoded anew
+    assert not later.reused_encoding and later.scene.version > second.scene.version
+
+
+def test_the_encoded_scene_is_thinned_to_max_points(model: FailsOnOneInstruction) -> None:
+    harness = Harness(model, EncodingPolicy(max_points=BOX_POINTS // 4))
+    try:
+        answer = harness.ask("the red box")
+    finally:
+        harness.worker.stop()
+    assert answer.output is not None, answer.error
+    assert answer.scene.num_voxels == BOX_POINTS // 4
+    np.testing.assert_array_equal(answer.scene.points, harness.scene.points[::4])
+    assert len(answer.output.target_mask) == BOX_POINTS // 4  # masks over what was encoded
 
 
 def test_progress_reports_the_encoding_then_stage_1s_elements(harness: Harness) -> None:
