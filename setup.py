@@ -35,6 +35,7 @@ setup(
             "r2s-train=r2s_model.train.cli:main",
             "r2s-pretrain=r2s_model.train.cli:pretrain_main",
             "r2s-cache-objects=r2s_model.objects.cache:main",
+            "r2s-cache-states=r2s_model.train.states:main",
             "r2s-node=r2s_ros.node:main",
             "r2s-lifecycle-node=r2s_ros.lifecycle_node:main",
             "r2s-make-bag=r2s_ros.bags.make_bag:main",

@@ -7,9 +7,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from r2s_model.encoder import EncoderConfig
 from r2s_model.llm import DEFAULT_LLM_SOURCE
-from r2s_model.losses import MaskLossWeights
+from r2s_model.objects.parser import ParserConfig
 from r2s_model.superpoints import SuperpointParams
 
 
@@ -43,21 +42,14 @@ class R2SConfig:
     llm_source: str = DEFAULT_LLM_SOURCE
     llm_mode: Literal["frozen", "lora", "full"] = "lora"
     lora_rank: int = 8
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    parser: ParserConfig = field(default_factory=ParserConfig)  # frozen; weights ride along
     superpoints: SuperpointParams = field(default_factory=SuperpointParams)
-    num_scene_tokens: int = 32
-    compressor_layers: int = 2
-    compressor_dim: int = 256
-    decoder_layers: int = 3
-    decoder_dim: int = 256
-    spatial_frequencies: int = 8
+    grounding_dim: int = 256
+    grounding_layers: int = 2
     max_relevant: int = 4
     stage1_max_new_tokens: int = 32
     stage2_max_new_tokens: int = 16
-    mask_threshold: float = 0.5
-    score_threshold: float = 0.5
-    lm_loss_weight: float = 1.0
-    mask_loss: MaskLossWeights = field(default_factory=MaskLossWeights)
+    score_threshold: float = 0.3  # a target below this probability is no target
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     limits: InputLimits = field(default_factory=InputLimits)
 
@@ -66,12 +58,11 @@ class R2SConfig:
             raise ConfigError(f"mode must be 'two_stage' or 'single_stage', got {self.mode!r}")
         if self.llm_mode not in ("frozen", "lora", "full"):
             raise ConfigError(f"llm_mode must be frozen, lora or full, got {self.llm_mode!r}")
-        for name in ("num_scene_tokens", "max_relevant", "stage1_max_new_tokens"):
+        for name in ("max_relevant", "stage1_max_new_tokens", "stage2_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("mask_threshold", "score_threshold"):
-            if not 0.0 < getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
+        if not 0.0 < self.score_threshold < 1.0:
+            raise ConfigError(f"score_threshold must lie in (0, 1), got {self.score_threshold}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -242,3 +242,16 @@ def _scene_of_each_superpoint(superpoints: Tensor, batch: Tensor, num_superpoint
     if bool((first != last).any()):
         raise ValueError("superpoint ids must be global: an id occurs in more than one scene")
     return first
+
+
+def pad_by_scene(values: Tensor, batch: Tensor, num_scenes: int) -> tuple[Tensor, Tensor]:
+    """values (S, ...) with scene index batch (S,) sorted -> (B, S_max, ...) zero-padded, mask."""
+    counts = torch.bincount(batch, minlength=num_scenes)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(batch), device=batch.device) - starts[batch]
+    size = int(counts.max()) if len(counts) else 0
+    padded = values.new_zeros((num_scenes, size, *values.shape[1:]))
+    padded[batch, slot] = values
+    mask = torch.zeros(num_scenes, size, dtype=torch.bool, device=values.device)
+    mask[batch, slot] = True
+    return padded, mask

@@ -1,7 +1,7 @@
 """The language model of R²S: loading it, adding its special tokens, and choosing what trains.
 
-The LLM marks relevant objects with ``[REL]`` and the target with ``[SEG]``; scene and prior
-features enter through ``inputs_embeds`` at ``<scene>``/``<prior>`` placeholder positions.
+The LLM marks relevant objects with ``[REL]`` and the target with ``[SEG]``; the scene's
+object tokens enter through ``inputs_embeds`` at ``<scene>`` placeholder positions.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ __all__ = [
     "weights_sha256",
 ]
 
-SPECIAL_TOKENS: tuple[str, ...] = ("[REL]", "[SEG]", "<scene>", "<prior>")
+SPECIAL_TOKENS: tuple[str, ...] = ("[REL]", "[SEG]", "<scene>")
 TrainingMode = Literal["frozen", "lora", "full"]
 _TINY_SOURCE = re.compile(
     r"tiny-llama\(hidden=(?P<hidden_size>\d+),layers=(?P<num_layers>\d+),"

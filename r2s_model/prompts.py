@@ -1,18 +1,18 @@
 """The token sequences of both R²S stages, shared by training and inference.
 
-Layout (placeholders are replaced by embeddings before the LLM sees them):
+Layout (<scene> placeholders are replaced by one object token each before the LLM sees them):
 
-    prefix   <scene>×Q "\\nQuestion: {instruction}\\n"          shared by both stages (KV-cached)
-    stage 1  "List the objects related to the question.\\nAnswer:"
-             -> " bed[REL], window[REL]"
-    stage 2  "Related objects: bed<prior>, window<prior>. Pay attention to them.\\nAnswer:"
-             -> " the chair left of the bed[SEG]"
-    single   "Answer:" -> " the chair left of the bed[SEG]"
+    scene prefix   <scene>×K "\\n"                        once per scene (KV-cached, shared)
+    question       "Question: {instruction}\\n"
+    stage 1        "Related:" -> " green chair[REL], wooden brown table[REL]" <eos>
+    stage 2        "\\nTarget:" -> " white lamp[SEG]" <eos>     (" nothing[SEG]" when none)
+    single stage   question + "Target:" -> " white lamp[SEG]" <eos>
 
-Pieces are tokenised separately and concatenated, so a special token never merges with text.
-Text (templates, instructions, names) is tokenised as plain text: a user's "<scene>", "[SEG]" or
-"<|endoftext|>" becomes the ids of those characters, never a special token's id; special ids are
-only ever placed by the builder itself.
+The hidden states the LLM produces with [REL]/[SEG] as input are what the grounding head
+scores the objects with. Pieces are tokenised separately and concatenated, so a special token
+never merges with text. Text (templates, instructions, names) is tokenised as plain text: a
+user's "<scene>", "[SEG]" or "<|endoftext|>" becomes the ids of those characters, never a
+special token's id; special ids are only ever placed by the builder itself.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from transformers import PreTrainedTokenizerBase
 
 from r2s_model.llm import SPECIAL_TOKENS
 
-REL, SEG, SCENE, PRIOR = SPECIAL_TOKENS
+REL, SEG, SCENE = SPECIAL_TOKENS
 IGNORE_INDEX = -100
 NO_RELEVANT = "none"
+NO_TARGET = "nothing"
 
 
 @dataclass
@@ -35,13 +36,15 @@ class TokenSequence:
     ids: list[int]
     labels: list[int]
 
+    def __add__(self, other: TokenSequence) -> TokenSequence:
+        return TokenSequence(self.ids + other.ids, self.labels + other.labels)
+
 
 class PromptBuilder:
     """Builds the id sequences of `docs` above for one tokenizer."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, num_scene_tokens: int) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
-        self.num_scene_tokens = num_scene_tokens
         self.ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
         self.eos_id = tokenizer.eos_token_id
         # Every id a text must not produce: ours and the base tokenizer's special tokens.
@@ -49,8 +52,10 @@ class PromptBuilder:
         self._special_strings = sorted(
             {*SPECIAL_TOKENS, *tokenizer.all_special_tokens}, key=len, reverse=True
         )
-        self._stage1 = self.text("List the objects related to the question.\nAnswer:")
-        self._single = self.text("Answer:")
+        self._newline = self.text("\n")
+        self._stage1 = self.text("Related:")
+        self._stage2 = [self.eos_id, *self.text("\nTarget:")]
+        self._single = self.text("Target:")
 
     def text(self, text: str) -> list[int]:
         """The ids of `text` as plain text: special-token strings in it are split into ordinary
@@ -67,19 +72,18 @@ class PromptBuilder:
             raise ValueError(f"text {text!r} still tokenises to special ids")
         return ids
 
-    def prefix(self, instruction: str) -> list[int]:
-        return [self.ids[SCENE]] * self.num_scene_tokens + self.text(f"\nQuestion: {instruction}\n")
+    def scene_prefix(self, num_objects: int) -> list[int]:
+        return [self.ids[SCENE]] * num_objects + self._newline
+
+    def question(self, instruction: str) -> list[int]:
+        return self.text(f"Question: {instruction}\n")
 
     def stage1_prompt(self) -> list[int]:
         return list(self._stage1)
 
-    def stage2_prompt(self, names: list[str]) -> list[int]:
-        ids = self.text("Related objects:")
-        for index, name in enumerate(names):
-            ids += self.text((", " if index else " ") + name) + [self.ids[PRIOR]]
-        if not names:
-            ids += self.text(" " + NO_RELEVANT)
-        return ids + self.text(". Pay attention to them.\nAnswer:")
+    def stage2_prompt(self) -> list[int]:
+        """What follows stage 1's answer (its <eos> included) in the same sequence."""
+        return list(self._stage2)
 
     def single_stage_prompt(self) -> list[int]:
         return list(self._single)
@@ -92,11 +96,32 @@ class PromptBuilder:
             ids += self.text(" " + NO_RELEVANT)
         return ids + [self.eos_id]
 
-    def target_answer(self, answer: str) -> list[int]:
-        return self.text(" " + answer) + [self.ids[SEG], self.eos_id]
+    def target_answer(self, name: str | None) -> list[int]:
+        return self.text(" " + (name or NO_TARGET)) + [self.ids[SEG], self.eos_id]
 
-    def sequence(self, prompt: list[int], answer: list[int]) -> TokenSequence:
-        return TokenSequence(prompt + answer, [IGNORE_INDEX] * len(prompt) + answer)
+    def two_stage_sequence(
+        self, instruction: str, relevant: list[str], target: str | None
+    ) -> TokenSequence:
+        """Question, stage 1 and stage 2 in one sequence (after the scene prefix)."""
+        return (
+            self.prompt(self.question(instruction) + self.stage1_prompt())
+            + self.answer(self.relevant_answer(relevant))
+            + self.prompt(self.stage2_prompt()[1:])
+            + self.answer(self.target_answer(target))
+        )
+
+    def single_stage_sequence(self, instruction: str, target: str | None) -> TokenSequence:
+        return self.prompt(self.question(instruction) + self.single_stage_prompt()) + self.answer(
+            self.target_answer(target)
+        )
+
+    @staticmethod
+    def prompt(ids: list[int]) -> TokenSequence:
+        return TokenSequence(ids, [IGNORE_INDEX] * len(ids))
+
+    @staticmethod
+    def answer(ids: list[int]) -> TokenSequence:
+        return TokenSequence(ids, list(ids))
 
     def relevant_names(self, generated: list[int]) -> list[str]:
         """Names preceding each [REL] in stage-1 output ids, in order."""

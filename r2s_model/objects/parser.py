@@ -15,13 +15,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from r2s_model.encoder import EncoderConfig, SceneEncoder
+from r2s_model.encoder import EncoderConfig, SceneEncoder, pad_by_scene
 from r2s_model.objects.descriptors import (
     NUM_DESCRIPTORS,
     floor_heights,
     superpoint_descriptors,
 )
-from r2s_model.scene import pad_by_scene
 
 # The synthetic benchmark's vocabulary (tests check it against the generator).
 CATEGORIES = (

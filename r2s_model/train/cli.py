@@ -1,6 +1,7 @@
 """r2s-train and r2s-pretrain: one command line for every training task.
 
-    r2s-train --config configs/train/default.yaml [--set optim.steps=100 model.mode=single_stage]
+    r2s-train --config configs/train/answer.yaml           (stage "answer": the LLM's LoRA)
+    r2s-train --config configs/train/grounding.yaml [--set model.mode=single_stage]
     r2s-pretrain --config configs/train/pretrain.yaml [--set optim.lr=1e-3]
     torchrun --nproc-per-node 4 -m r2s_model.train.cli --config ...   (data-parallel R2S)
 
@@ -17,10 +18,11 @@ from pathlib import Path
 
 from r2s_model.config import ConfigError
 from r2s_model.device import DeviceError
+from r2s_model.train.answer import AnswerTask
 from r2s_model.train.config import PretrainConfig, RunConfig, TrainConfig, load_train_config
+from r2s_model.train.grounding import GroundingTask
 from r2s_model.train.loop import Trainer, TrainingTask
 from r2s_model.train.pretrain import ParserTask
-from r2s_model.train.trainer import R2STask
 
 
 def run(
@@ -57,7 +59,12 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    run("r2s-train", "Train an R2S model on a synthetic split.", TrainConfig, R2STask, argv)
+    run("r2s-train", "Train a stage of the R2S recipe.", TrainConfig, r2s_task, argv)
+
+
+def r2s_task(config: TrainConfig) -> TrainingTask:
+    """The task of the config's stage."""
+    return AnswerTask(config) if config.stage == "answer" else GroundingTask(config)
 
 
 def pretrain_main(argv: list[str] | None = None) -> None:

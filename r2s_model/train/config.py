@@ -11,19 +11,19 @@ import yaml
 
 from r2s_model.config import ConfigError, R2SConfig, from_mapping
 from r2s_model.objects.batches import AugmentConfig
+from r2s_model.objects.checkpoint import DEFAULT_PARSER
 from r2s_model.objects.losses import ParserLossWeights
 from r2s_model.objects.parser import ParserConfig
 
 
 @dataclass
 class DataConfig:
-    root: str = "data/r2s-default"  # a folder written by r2s-gen-data
+    root: str = "data/r2s-default"  # a folder written by r2s-gen-data, cached by
+    # r2s-cache-objects (and, for the grounding stage, r2s-cache-states)
     train_split: str = "train"
     val_split: str = "val"
-    scenes_per_batch: int = 1
-    samples_per_scene: int = 4  # instructions on each scene of a batch (the encoder runs once)
-    max_points: int = 40_000  # random subsample per scene and step (augmentation and speed)
-    min_keep: float = 0.6  # the subsample keeps at least this share of the points
+    samples_per_scene: int = 4  # answer stage: instructions of the step's one scene
+    batch_size: int = 64  # grounding stage: instructions per step (from cached states)
 
 
 @dataclass
@@ -40,7 +40,7 @@ class OptimConfig:
 @dataclass
 class EvalConfig:
     every: int = 200  # steps between validations; 0 = only at the end
-    limit: int = 48  # val samples scored during training
+    limit: int | None = 48  # val samples scored during training (None = all)
     final_limit: int | None = None  # val samples scored at the end (None = the whole split)
 
 
@@ -79,22 +79,31 @@ class RunConfig:
 
 @dataclass
 class TrainConfig(RunConfig):
-    """r2s-train: the R2S model on instruction samples."""
+    """r2s-train: one stage of the R2S recipe on instruction samples.
 
+    stage "answer": the LLM's LoRA learns to write both stages' answers (train/answer.py);
+    stage "grounding": the grounding head learns to choose objects from cached LLM states
+    (train/grounding.py), starting from the answer stage's checkpoint (`init_from`).
+    """
+
+    stage: Literal["answer", "grounding"] = "answer"
+    parser: str = str(DEFAULT_PARSER)  # the frozen scene parser's folder
+    init_from: str | None = None  # a checkpoint folder whose trainable state starts the run
     data: DataConfig = field(default_factory=DataConfig)
     model: R2SConfig = field(default_factory=R2SConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.stage not in ("answer", "grounding"):
+            raise ConfigError(f"stage must be 'answer' or 'grounding', got {self.stage!r}")
+        if self.stage == "grounding" and not self.init_from:
+            raise ConfigError("the grounding stage needs init_from: the answer stage's model")
         for name, value in (
-            ("data.scenes_per_batch", self.data.scenes_per_batch),
             ("data.samples_per_scene", self.data.samples_per_scene),
-            ("data.max_points", self.data.max_points),
+            ("data.batch_size", self.data.batch_size),
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
-        if not 0.0 < self.data.min_keep <= 1.0:
-            raise ConfigError(f"data.min_keep must lie in (0, 1], got {self.data.min_keep}")
 
 
 @dataclass

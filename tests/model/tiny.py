@@ -1,4 +1,4 @@
-"""Tiny R2S models and training batches for tests (random weights, real code paths)."""
+"""Tiny R2S models for tests (random weights, real code paths)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,26 @@ import torch
 from r2s_model.config import R2SConfig
 from r2s_model.encoder import EncoderConfig
 from r2s_model.llm import build_tiny_llm
-from r2s_model.model import (
-    R2SModel,
-    RelevantPrediction,
-    SegmentationOutput,
-    TrainingBatch,
-    TrainingSample,
-)
-from r2s_model.scene import SceneEncoding, superpoint_fractions
+from r2s_model.model import R2SModel, RelevantPrediction, SegmentationOutput
+from r2s_model.objects.parser import ParserConfig
+from r2s_model.scene import SceneEncoding
 from r2s_model.superpoints import compute_superpoints
 from tests.model.scenes import make_box_scene
+
+TINY_PARSER = ParserConfig(
+    encoder=EncoderConfig(voxel_size=0.05, widths=(16, 32), blocks_per_level=1),
+    dim=32,
+    layers=1,
+    heads=2,
+)
 
 
 def tiny_config(**overrides: object) -> R2SConfig:
     config = R2SConfig(
         llm_mode="full",
-        encoder=EncoderConfig(voxel_size=0.05, widths=(16, 32), blocks_per_level=1),
-        num_scene_tokens=4,
-        compressor_layers=1,
-        compressor_dim=32,
-        decoder_layers=2,
-        decoder_dim=32,
+        parser=TINY_PARSER,
+        grounding_dim=32,
+        grounding_layers=1,
         stage1_max_new_tokens=12,
         stage2_max_new_tokens=8,
     )
@@ -81,36 +80,3 @@ def object_ids(scene: TinyScene) -> list[int]:
     """Instance ids of the scene's objects, largest first (the floor/walls included)."""
     ids, counts = np.unique(scene.instance, return_counts=True)
     return ids[np.argsort(-counts, kind="stable")].tolist()
-
-
-def training_batch(scene: TinyScene, target: int | None, relevant: list[int]) -> TrainingBatch:
-    """One sample: `target` instance (None = no target), `relevant` instances, and the
-    remaining objects as distractors."""
-    superpoints = torch.from_numpy(scene.superpoints)
-    count = int(superpoints.max()) + 1
-    instance = torch.from_numpy(scene.instance)
-
-    def fractions(ids: list[int]) -> torch.Tensor:
-        if not ids:
-            return torch.zeros(0, count)
-        masks = torch.stack([instance == i for i in ids])
-        return superpoint_fractions(masks, superpoints, count)
-
-    others = [i for i in object_ids(scene) if i != target and i not in relevant][:2]
-    sample = TrainingSample(
-        scene=0,
-        instruction="the box next to the tall box",
-        answer="the red box" if target is not None else "no such object",
-        target=None if target is None else fractions([target])[0],
-        relevant_names=[f"box {i}" for i in relevant],
-        relevant=fractions(relevant),
-        distractor_names=[f"object {i}" for i in others],
-        distractors=fractions(others),
-    )
-    return TrainingBatch(
-        points=torch.from_numpy(scene.points),
-        colors=torch.from_numpy(scene.colors),
-        superpoints=superpoints,
-        batch=torch.zeros(len(scene.points), dtype=torch.long),
-        samples=[sample],
-    )

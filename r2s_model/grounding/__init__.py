@@ -1,0 +1,1 @@
+"""Object-level grounding: proposals as tokens, [REL]/[SEG] states choosing among them."""

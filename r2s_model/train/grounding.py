@@ -1,0 +1,273 @@
+"""Training stage 2 of the recipe: the grounding head on cached LLM states.
+
+Each step draws `data.batch_size` instructions of any scenes. Two-stage: every [REL] state
+learns to pick its relevant object's proposal, and the [SEG] state learns to pick the target
+(or "none") with the annotated relevant proposals as priors, augmented as at paper §3.3 (true
+ones dropped, distractors added) so that stage 2 tolerates stage 1's mistakes. Single-stage
+(the ablation): the single-stage [SEG] state, no priors. Validation replays inference on the
+cached val states: stage 1's choices become stage 2's priors.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from r2s_model.checkpoint import save_checkpoint
+from r2s_model.data.io import SyntheticDataset
+from r2s_model.grounding.head import GroundingHead
+from r2s_model.grounding.objects import ObjectSet
+from r2s_model.model import R2SModel
+from r2s_model.objects.cache import ObjectCache
+from r2s_model.train.config import TrainConfig
+from r2s_model.train.model_init import build_model
+from r2s_model.train.samples import UNMATCHED, InstructionSample, load_split
+from r2s_model.train.states import SampleStates, read_states, states_folder
+
+VAL_KEYS = ("miou", "acc50", "no_target_acc", "relevant_recall", "relevant_precision")
+IGNORE = -100
+
+
+@dataclass
+class GroundingBatch:
+    """B instructions. objects (B, K); relevant_states (B, R, H) with relevant_valid (B, R)
+    and relevant_labels (B, R) int64 (IGNORE where unmatched); target_states (B, H),
+    target_labels (B,) int64 (K = "none", IGNORE where unmatched); priors (B, P) int64 with
+    prior_valid (B, P)."""
+
+    objects: ObjectSet
+    relevant_states: Tensor
+    relevant_valid: Tensor
+    relevant_labels: Tensor
+    target_states: Tensor
+    target_labels: Tensor
+    priors: Tensor
+    prior_valid: Tensor
+
+    def to(self, device: torch.device) -> GroundingBatch:
+        moved = {
+            name: getattr(self, name).to(device)
+            for name in self.__dataclass_fields__
+            if name != "objects"
+        }
+        return GroundingBatch(objects=self.objects.to(device), **moved)
+
+
+class GroundingTraining(nn.Module):
+    """forward(batch) -> {"total", "relevant", "target"} cross-entropy losses."""
+
+    def __init__(self, head: GroundingHead, two_stage: bool) -> None:
+        super().__init__()
+        self.head = head
+        self.two_stage = two_stage
+
+    def forward(self, batch: GroundingBatch) -> dict[str, Tensor]:
+        objects = batch.objects
+        target = self.head.target_logits(
+            batch.target_states, objects, batch.priors, batch.prior_valid
+        )
+        losses = {"target": F.cross_entropy(target, batch.target_labels, ignore_index=IGNORE)}
+        losses["relevant"] = target.new_zeros(())
+        if self.two_stage and batch.relevant_labels.ne(IGNORE).any():
+            logits = self.head.relevant_logits(batch.relevant_states, batch.relevant_valid, objects)
+            losses["relevant"] = F.cross_entropy(
+                logits.flatten(0, 1), batch.relevant_labels.flatten(), ignore_index=IGNORE
+            )
+        losses["total"] = losses["target"] + losses["relevant"]
+        return losses
+
+
+def stack_batch(
+    samples: list[InstructionSample],
+    objects: dict[str, ObjectSet],
+    states: dict[str, SampleStates],
+    two_stage: bool,
+    priors: list[list[int]],
+) -> GroundingBatch:
+    """The batch of `samples` with the given prior proposals of each."""
+    sets = ObjectSet.stack([objects[s.scene_id] for s in samples])
+    size = len(sets)
+    rows = [states[s.sample_id] for s in samples]
+    count = max(1, max(len(r.relevant) for r in rows))
+    hidden = rows[0].two_stage.shape[-1]
+    relevant = torch.zeros(len(samples), count, hidden)
+    relevant_valid = torch.zeros(len(samples), count, dtype=torch.bool)
+    relevant_labels = torch.full((len(samples), count), IGNORE)
+    for row, (sample, state) in enumerate(zip(samples, rows, strict=True)):
+        relevant[row, : len(state.relevant)] = state.relevant.float()
+        relevant_valid[row, : len(state.relevant)] = True
+        for slot, label in enumerate(sample.relevant_objects[: len(state.relevant)]):
+            relevant_labels[row, slot] = IGNORE if label == UNMATCHED else label
+    targets = torch.tensor(
+        [
+            size if s.target_object is None else IGNORE if s.target_object == UNMATCHED
+            else s.target_object
+            for s in samples
+        ]
+    )  # fmt: skip
+    width = max((len(p) for p in priors), default=0)
+    prior_index = torch.zeros(len(samples), width, dtype=torch.long)
+    prior_valid = torch.zeros(len(samples), width, dtype=torch.bool)
+    for row, chosen in enumerate(priors):
+        prior_index[row, : len(chosen)] = torch.tensor(chosen, dtype=torch.long)
+        prior_valid[row, : len(chosen)] = True
+    field = "two_stage" if two_stage else "single_stage"
+    target_states = torch.stack([getattr(r, field).float() for r in rows])
+    return GroundingBatch(
+        sets, relevant, relevant_valid, relevant_labels, target_states, targets, prior_index,
+        prior_valid,
+    )  # fmt: skip
+
+
+class GroundingTask:
+    """The TrainingTask of the grounding stage (see loop.TrainingTask)."""
+
+    val_keys = VAL_KEYS
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        data, root = config.data, Path(config.data.root)
+        cache = ObjectCache(root, Path(config.parser))
+        folder = states_folder(root, Path(config.init_from), cache)
+        max_relevant = config.model.max_relevant
+        train = SyntheticDataset(root, data.train_split)
+        val = SyntheticDataset(root, data.val_split)
+        self.train_objects, self.train_samples = load_split(train, cache, max_relevant)
+        self.val_objects, self.val_samples = load_split(val, cache, max_relevant)
+        self.train_states = read_states(folder, data.train_split)
+        self.val_states = read_states(folder, data.val_split)
+        for split, samples, states in (
+            (data.train_split, self.train_samples, self.train_states),
+            (data.val_split, self.val_samples, self.val_states),
+        ):
+            missing = [s.sample_id for s in samples if s.sample_id not in states]
+            if missing:
+                raise FileNotFoundError(
+                    f"{folder / split}: no cached states for {len(missing)} samples (e.g. "
+                    f"{missing[0]}); run r2s-cache-states --checkpoint {config.init_from} "
+                    f"--data {root}"
+                )
+        self.two_stage = config.model.mode == "two_stage"
+        self.data_info = {**train.info, "object_cache": str(cache.folder), "states": str(folder)}
+        self.model: R2SModel | None = None
+
+    def build(self) -> nn.Module:
+        self.model = build_model(self.config)
+        return GroundingTraining(self.model.grounding, self.two_stage)
+
+    def trainable_state(self, module: nn.Module) -> dict[str, Tensor]:
+        return module.head.state_dict()
+
+    def load_trainable_state(self, module: nn.Module, state: dict[str, Tensor]) -> None:
+        module.head.load_state_dict(state)
+
+    def batch(self, index: int, rank: int, world_size: int) -> tuple[GroundingBatch, int]:
+        rng = np.random.default_rng([self.config.seed, index, rank])
+        size = self.config.data.batch_size
+        chosen = [self.train_samples[i] for i in rng.choice(len(self.train_samples), size)]
+        priors = [self._train_priors(s, rng) for s in chosen] if self.two_stage else [[]] * size
+        batch = stack_batch(chosen, self.train_objects, self.train_states, self.two_stage, priors)
+        return batch, size
+
+    def _train_priors(self, sample: InstructionSample, rng: np.random.Generator) -> list[int]:
+        """The annotated relevant proposals, some dropped, maybe distractors added."""
+        augment = self.config.model.augmentation
+        kept = [
+            index
+            for index in dict.fromkeys(sample.relevant_objects)
+            if index != UNMATCHED and rng.random() >= augment.drop_prob
+        ]
+        if rng.random() < augment.add_prob:
+            count = len(self.train_objects[sample.scene_id])
+            others = [i for i in range(count) if i not in kept and i != sample.target_object]
+            extra = int(rng.integers(1, augment.max_distractors + 1))
+            kept += rng.permutation(others)[:extra].tolist() if others else []
+        return kept[: self.config.model.max_relevant]
+
+    @torch.no_grad()
+    def validate(self, module: nn.Module, limit: int | None) -> dict[str, Any]:
+        """Inference on cached val states: stage 1 picks the priors of stage 2."""
+        return score_cached(
+            module.head,
+            self.val_samples[:limit],
+            self.val_objects,
+            self.val_states,
+            two_stage=self.two_stage,
+            score_threshold=self.config.model.score_threshold,
+        )
+
+    def export(self, module: nn.Module, out: Path, metadata: dict[str, Any]) -> None:
+        dtype = getattr(torch, self.config.export_dtype)
+        save_checkpoint(self.model, out, {**metadata, "stage": "grounding"}, dtype=dtype)
+
+
+def score_cached(
+    head: GroundingHead,
+    samples: list[InstructionSample],
+    objects: dict[str, ObjectSet],
+    states: dict[str, SampleStates],
+    *,
+    two_stage: bool,
+    score_threshold: float,
+    chunk: int = 128,
+) -> dict[str, Any]:
+    """Replays inference's choices on cached states -> mIoU, Acc@0.5, no-target accuracy,
+    relevant recall/precision (over annotated relevant objects), per task category."""
+    device = next(head.parameters()).device
+    ious, found_relevant, chosen_relevant, annotated = [], 0, 0, 0
+    categories = []
+    for first in range(0, len(samples), chunk):
+        part = samples[first : first + chunk]
+        priors = [[] for _ in part]
+        batch = stack_batch(part, objects, states, two_stage, priors).to(device)
+        if two_stage:
+            logits = head.relevant_logits(
+                batch.relevant_states, batch.relevant_valid, batch.objects
+            )
+            picks = logits.argmax(-1).cpu()
+            for row, sample in enumerate(part):
+                count = int(batch.relevant_valid[row].sum())
+                size = len(objects[sample.scene_id])
+                chosen = [int(p) for p in picks[row, :count] if int(p) < size]
+                priors[row] = list(dict.fromkeys(chosen))[: head.max_priors]
+                truth = set(sample.relevant_objects) - {UNMATCHED}
+                annotated += len(sample.relevant_objects)
+                found_relevant += len(truth & set(priors[row]))
+                chosen_relevant += len(priors[row])
+            batch = stack_batch(part, objects, states, two_stage, priors).to(device)
+        probabilities = (
+            head.target_logits(batch.target_states, batch.objects, batch.priors, batch.prior_valid)
+            .softmax(-1)
+            .cpu()
+        )
+        for row, sample in enumerate(part):
+            size = len(objects[sample.scene_id])
+            score, index = probabilities[row, :size].max(0)
+            found = float(score) >= score_threshold and float(score) > float(probabilities[row, -1])
+            if sample.target_object is None:
+                ious.append(0.0 if found else 1.0)
+            else:
+                ious.append(float(sample.target_ious[int(index)]) if found else 0.0)
+            categories.append(sample.category)
+    ious_array = np.array(ious)
+    per_category: dict[str, dict[str, float]] = defaultdict(dict)
+    for category in sorted(set(categories)):
+        chosen = ious_array[[c == category for c in categories]]
+        per_category[category] = {"miou": float(chosen.mean()), "count": len(chosen)}
+    no_target = ious_array[[c == "no_target" for c in categories]]
+    return {
+        "miou": float(ious_array.mean()) if len(ious) else None,
+        "acc50": float((ious_array >= 0.5).mean()) if len(ious) else None,
+        "no_target_acc": float(no_target.mean()) if len(no_target) else None,
+        "relevant_recall": found_relevant / annotated if annotated else None,
+        "relevant_precision": found_relevant / chosen_relevant if chosen_relevant else None,
+        "num_samples": len(ious),
+        "per_category": dict(per_category),
+    }

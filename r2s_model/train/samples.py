@@ -1,0 +1,134 @@
+"""Instruction samples over cached object proposals: names for the answers, proposal indices
+for the grounding labels.
+
+A ground-truth object is represented by the proposal that overlaps it best (point IoU); below
+`MIN_MATCH_IOU` it has no proposal and its label is ignored (the parser missed it, nothing
+downstream can choose it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from r2s_model.data.io import SceneArrays, SyntheticDataset
+from r2s_model.grounding.objects import ObjectSet
+from r2s_model.objects.cache import CachedScene, ObjectCache
+
+MIN_MATCH_IOU = 0.25
+UNMATCHED = -1
+
+
+def object_name(scene: SceneArrays, object_id: int) -> str:
+    """How answers name an object: '<color> <category>' (e.g. 'green chair')."""
+    return f"{scene.color_of()[object_id]} {scene.category_of()[object_id]}"
+
+
+def cached_objects(cached: CachedScene) -> ObjectSet:
+    """A cached scene's proposals (K objects) as the grounding head reads them."""
+    features = torch.from_numpy(cached.object_features).float()
+    return ObjectSet(
+        features,
+        torch.from_numpy(cached.object_category_probs).float(),
+        torch.from_numpy(cached.object_color_probs).float(),
+        torch.from_numpy(cached.object_box_min).float(),
+        torch.from_numpy(cached.object_box_max).float(),
+        torch.ones(len(features), dtype=torch.bool),
+    )
+
+
+def match_objects(
+    instance: np.ndarray, point_objects: np.ndarray, num_proposals: int
+) -> dict[int, tuple[int, float]]:
+    """instance (N,) ground-truth ids (0 = none), point_objects (N,) proposal of each point ->
+    {object id: (best proposal or UNMATCHED, its IoU)}."""
+    ids, inverse = np.unique(instance, return_inverse=True)
+    table = np.zeros((len(ids), num_proposals), np.int64)
+    np.add.at(table, (inverse, point_objects), 1)
+    union = table.sum(1, keepdims=True) + table.sum(0, keepdims=True) - table
+    iou = table / np.maximum(union, 1)
+    matches = {}
+    for row, object_id in enumerate(ids.tolist()):
+        if object_id == 0:
+            continue
+        best = int(iou[row].argmax())
+        matches[object_id] = (
+            best if iou[row, best] >= MIN_MATCH_IOU else UNMATCHED,
+            iou[row, best],
+        )
+    return matches
+
+
+@dataclass
+class InstructionSample:
+    """One instruction on one scene. relevant_objects / target_object are proposal indices
+    (UNMATCHED when the parser has no proposal for that object); target_object is None for a
+    no-target sample. target_ious (K,) float32: each proposal's IoU with the target (zeros
+    for no target), what a chosen proposal would score."""
+
+    sample_id: str
+    scene_id: str
+    category: str
+    question: str
+    relevant_names: list[str]
+    target_name: str | None
+    relevant_objects: list[int]
+    target_object: int | None
+    target_ious: np.ndarray
+
+
+def scene_samples(
+    scene: SceneArrays, cached: CachedScene, records: list[dict[str, Any]], max_relevant: int
+) -> list[InstructionSample]:
+    """The samples of one scene's records."""
+    point_objects = cached.superpoint_object[scene.superpoints]
+    count = len(cached.object_features)
+    matches = match_objects(scene.instance, point_objects, count)
+    samples = []
+    for record in records:
+        relevant = record["relevant_ids"][:max_relevant]
+        targets = record["target_ids"]
+        ious = np.zeros(count, np.float32)
+        if targets:
+            truth = np.isin(scene.instance, targets)
+            inside = np.bincount(point_objects[truth], minlength=count)
+            sizes = np.bincount(point_objects, minlength=count)
+            ious = (inside / np.maximum(sizes + truth.sum() - inside, 1)).astype(np.float32)
+        samples.append(
+            InstructionSample(
+                sample_id=record["sample_id"],
+                scene_id=record["scene_id"],
+                category=record["category"],
+                question=record["question"],
+                relevant_names=[object_name(scene, i) for i in relevant],
+                target_name=object_name(scene, targets[0]) if targets else None,
+                relevant_objects=[matches.get(i, (UNMATCHED, 0.0))[0] for i in relevant],
+                target_object=matches.get(targets[0], (UNMATCHED, 0.0))[0] if targets else None,
+                target_ious=ious,
+            )
+        )
+    return samples
+
+
+def by_scene(dataset: SyntheticDataset) -> dict[str, list[dict[str, Any]]]:
+    """A split's records grouped by scene, scenes in sorted order."""
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in dataset.records:
+        grouped[record["scene_id"]].append(record)
+    return dict(sorted(grouped.items()))
+
+
+def load_split(
+    dataset: SyntheticDataset, cache: ObjectCache, max_relevant: int
+) -> tuple[dict[str, ObjectSet], list[InstructionSample]]:
+    """Every scene's objects and every sample of a split."""
+    objects, samples = {}, []
+    for scene_id, records in by_scene(dataset).items():
+        cached = cache.scene(scene_id)
+        objects[scene_id] = cached_objects(cached)
+        samples += scene_samples(dataset.scene(scene_id), cached, records, max_relevant)
+    return objects, samples
