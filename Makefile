@@ -36,6 +36,7 @@ bench: setup
 	$(PY) bench/bench_codec.py
 	$(PY) bench/bench_accumulator.py
 	$(PY) bench/bench_node.py
+	$(PY) bench/bench_soak.py
 
 # Re-pin requirements/constraints.txt from the current venv after editing requirements/base.txt.
 lock: setup
