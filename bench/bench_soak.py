@@ -88,18 +88,38 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+@dataclasses.dataclass(frozen=True)
+class Answered:
+    """What the bench keeps of an answer: not the answer (its scene and masks would make the
+    bench's own memory grow)."""
+
+    instruction_id: str
+    status: str
+    reused_encoding: bool
+    encode_ms: float
+    latency_s: float
+
+
 class Answers:
-    """The worker's answers, with their wall latency."""
+    """The worker's answers, with their wall latency; resolves each job with None."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[Answer, float]] = []
+        self.items: list[Answered] = []
         self._lock = threading.Lock()
 
     def __call__(self, answer: Answer) -> None:
         latency_s = time.perf_counter() - answer.job.received_s
+        status = answer.error or (answer.output.status.value if answer.output else "none")
+        answered = Answered(
+            answer.job.instruction_id,
+            status,
+            answer.reused_encoding,
+            answer.encode_ms,
+            latency_s,
+        )
         with self._lock:
-            self.items.append((answer, latency_s))
-        answer.job.done.set_result(answer)
+            self.items.append(answered)
+        answer.job.done.set_result(None)
 
 
 def static_latency_s(model: object, ingest: SceneIngest, policy: EncodingPolicy) -> dict:
@@ -116,8 +136,8 @@ def static_latency_s(model: object, ingest: SceneIngest, policy: EncodingPolicy)
                 job.done.result()
         finally:
             worker.stop()
-        first.append(answers.items[0][1])
-        again.append(answers.items[1][1])
+        first.append(answers.items[0].latency_s)
+        again.append(answers.items[1].latency_s)
     return {"first_s": statistics.median(first), "reused_s": statistics.median(again)}
 
 
@@ -169,12 +189,12 @@ def soak(args: argparse.Namespace) -> dict:
     wall_s = time.perf_counter() - begin
     static = static_latency_s(model, ingest, policy)
 
-    answered = [(a, latency) for a, latency in answers.items if a.job in set(jobs)]
-    latencies = [latency for _, latency in answered]
+    ids = {job.instruction_id for job in jobs}
+    answered = [a for a in answers.items if a.instruction_id in ids]
+    latencies = [a.latency_s for a in answered]
     statuses: dict[str, int] = {}
-    for answer, _ in answered:
-        key = answer.error or (answer.output.status.value if answer.output else "none")
-        statuses[key] = statuses.get(key, 0) + 1
+    for a in answered:
+        statuses[a.status] = statuses.get(a.status, 0) + 1
     counts = dict(ingest.counts)
     p95 = percentile(latencies, 95)
     scene_points, scene_version = ingest.size()
@@ -207,11 +227,11 @@ def soak(args: argparse.Namespace) -> dict:
         "instructions": len(jobs),
         "answers": len(answered),
         "statuses": statuses,
-        "encodings": sum(not a.reused_encoding and a.output is not None for a, _ in answered),
-        "reused_encodings": sum(a.reused_encoding for a, _ in answered),
+        "encodings": sum(a.encode_ms > 0 for a in answered),
+        "reused_encodings": sum(a.reused_encoding for a in answered),
         "encode_ms": {
-            "p50": percentile([a.encode_ms for a, _ in answered if a.encode_ms], 50),
-            "max": max([a.encode_ms for a, _ in answered], default=0.0),
+            "p50": percentile([a.encode_ms for a in answered if a.encode_ms], 50),
+            "max": max([a.encode_ms for a in answered], default=0.0),
         },
         "latency_s": {
             "p50": percentile(latencies, 50),
