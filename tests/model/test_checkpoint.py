@@ -1,4 +1,5 @@
-"""Checkpoint round trips are bit-identical; wrong LLMs and damaged files fail clearly."""
+"""Checkpoint round trips are bit-identical (the frozen parser's weights included); wrong LLMs
+and damaged files fail clearly."""
 
 import json
 from pathlib import Path
@@ -15,7 +16,8 @@ from r2s_model.checkpoint import (
     save_checkpoint,
 )
 from r2s_model.llm import build_tiny_llm
-from tests.model.tiny import object_ids, tiny_model, tiny_scene, training_batch
+from r2s_model.objects.parser import SceneParser
+from tests.model.tiny import TINY_PARSER, tiny_model, tiny_scene
 
 
 @pytest.fixture(scope="module")
@@ -25,32 +27,60 @@ def scene():
 
 @pytest.fixture(scope="module")
 def trained(scene):
-    """A tiny model after a few steps, so the saved weights differ from a fresh init."""
+    """A tiny LoRA model whose every saved part differs from a fresh init: a parser of other
+    weights (as a pretrained one is), and a few steps on the LLM and the head."""
     model = tiny_model(seed=2, llm_mode="lora")
-    ids = object_ids(scene)
-    batch = training_batch(scene, target=ids[1], relevant=[ids[2]])
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    torch.manual_seed(11)
+    model.parser.load_state_dict(SceneParser(TINY_PARSER).state_dict())
+    encoded = model.encode_scene(scene.points, scene.colors)
+    objects = encoded.objects
+    tokens = model.scene_tokens(objects.category_probs, objects.color_probs)
+    sequence = model.prompts.two_stage_sequence("the box", ["red box"], "green box")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    states = torch.randn(1, 1, model.llm_bundle.hidden_size)
     for _ in range(3):
         optimizer.zero_grad()
-        model(batch)["total"].backward()
+        loss = model.teacher_forced(tokens, [sequence])[0]
+        batch = type(objects).stack([objects])
+        loss = loss + model.grounding.relevant_logits(states, torch.ones(1, 1).bool(), batch).sum()
+        loss.backward()
         optimizer.step()
     return model.eval()
 
 
 def test_round_trip_is_bit_identical(trained, scene, tmp_path: Path) -> None:
     folder = save_checkpoint(trained, tmp_path / "ckpt", metadata={"steps": 3})
+    torch.manual_seed(0)
     loaded = load_checkpoint(folder)
     saved_state, loaded_state = trained.trainable_state(), loaded.trainable_state()
     assert saved_state.keys() == loaded_state.keys()
+    assert {k.split(".")[0] for k in saved_state} == {"parser", "grounding", "llm"}
+    assert any("lora_" in k for k in saved_state) and any("special_rows" in k for k in saved_state)
     for key, value in saved_state.items():
         assert torch.equal(value.cpu(), loaded_state[key].cpu()), key
+    # The parser came from the file, not from the fresh init of the loading model.
+    torch.manual_seed(0)
+    fresh = SceneParser(TINY_PARSER).state_dict()
+    assert sum(not torch.equal(v, saved_state[f"parser.{k}"]) for k, v in fresh.items()) > 10
 
     encoded = [m.encode_scene(scene.points, scene.colors) for m in (trained, loaded)]
+    assert np.array_equal(encoded[0].point_objects, encoded[1].point_objects)
     outputs = [m.segment(e, "the box") for m, e in zip((trained, loaded), encoded, strict=True)]
     assert np.array_equal(outputs[0].target_mask, outputs[1].target_mask)
     assert outputs[0].target_score == outputs[1].target_score
     assert outputs[0].answer == outputs[1].answer
     assert json.loads((folder / CONFIG_FILE).read_text())["metadata"] == {"steps": 3}
+
+
+def test_half_precision_storage_rounds_only_the_floats(trained, tmp_path: Path) -> None:
+    folder = save_checkpoint(trained, tmp_path / "half", dtype=torch.float16)
+    loaded = load_checkpoint(folder).trainable_state()
+    for key, value in trained.trainable_state().items():
+        if value.is_floating_point():
+            assert loaded[key].dtype == torch.float32
+            assert torch.equal(loaded[key], value.half().float()), key
+        else:  # e.g. normalisation counters
+            assert torch.equal(loaded[key], value), key
 
 
 def test_a_different_llm_is_refused(trained, tmp_path: Path) -> None:
@@ -76,15 +106,17 @@ def test_damaged_checkpoints_fail_clearly(trained, tmp_path: Path) -> None:
         load_checkpoint(folder)
 
 
-def test_config_mismatch_fails_clearly(trained, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("section", "key"), [(None, "grounding_dim"), ("parser", "dim")])
+def test_config_mismatch_fails_clearly(trained, tmp_path: Path, section, key) -> None:
     folder = save_checkpoint(trained, tmp_path / "ckpt")
     description = json.loads((folder / CONFIG_FILE).read_text())
-    description["config"]["decoder_dim"] = 64
+    config = description["config"][section] if section else description["config"]
+    config[key] = 64
     (folder / CONFIG_FILE).write_text(json.dumps(description))
     with pytest.raises(CheckpointError, match="does not match its config"):
         load_checkpoint(folder)
 
-    description["config"]["no_such_option"] = 1
+    config["no_such_option"] = 1
     (folder / CONFIG_FILE).write_text(json.dumps(description))
     with pytest.raises(CheckpointError, match="unknown keys"):
         load_checkpoint(folder)

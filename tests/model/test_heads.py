@@ -1,50 +1,19 @@
-"""Tests for the spatial encoding, scene compressor, mask decoder and mask losses."""
-
-import math
+"""The spatial encoding, the grounding head and the pairwise geometry it reads."""
 
 import pytest
 import torch
 
-from r2s_model.compressor import SceneCompressor
-from r2s_model.decoder import PAD_LOGIT, DecoderOutput, MaskDecoder
-from r2s_model.losses import (
-    MaskLossWeights,
-    dice_loss,
-    hungarian_match,
-    set_mask_loss,
-    sigmoid_bce_loss,
-)
+from r2s_model.grounding.head import GroundingHead
+from r2s_model.grounding.objects import NUM_RELATION_FEATURES, ObjectSet, relation_features
 from r2s_model.spatial import SpatialEncoding
 
-B, S, T, K = 2, 12, 5, 3
-FEATURE_DIM, TEXT_DIM, LLM_DIM = 16, 24, 40
+B, S = 2, 12
+K, R, H, D, C, L = 6, 3, 40, 16, 5, 4  # objects, [REL] states, LLM width, features, names
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
-
-
-def _masks() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Superpoint (B,S), text (B,T) and token (B,K) validity with padding in every dimension."""
-    superpoint_mask = torch.ones(B, S, dtype=torch.bool)
-    superpoint_mask[1, 7:] = False
-    text_mask = torch.ones(B, T, dtype=torch.bool)
-    text_mask[0, 3:] = False
-    token_mask = torch.ones(B, K, dtype=torch.bool)
-    token_mask[0, 2:] = False
-    token_mask[1] = False  # a sample without any [REL] token
-    return superpoint_mask, text_mask, token_mask
-
-
-def _scramble_padding(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Replace padded entries of (B,L,...) values with large garbage."""
-    garbage = 1e3 * torch.randn_like(values)
-    return torch.where(valid[..., None], values, garbage)
-
-
-def _decoder() -> MaskDecoder:
-    return MaskDecoder(LLM_DIM, FEATURE_DIM, d_model=32, num_layers=2, num_heads=4)
 
 
 # --- SpatialEncoding ---------------------------------------------------------------------------
@@ -88,259 +57,202 @@ def test_spatial_encoding_translation_invariant() -> None:
     torch.testing.assert_close(shifted, base, atol=1e-4, rtol=0)
 
 
-# --- SceneCompressor ---------------------------------------------------------------------------
+# --- ObjectSet and relation_features ----------------------------------------------------------
 
 
-def _compressor() -> SceneCompressor:
-    return SceneCompressor(
-        FEATURE_DIM, TEXT_DIM, LLM_DIM, num_queries=6, hidden_dim=32, num_layers=2, num_heads=4
+def _objects(count: int = K, valid: list[int] | None = None) -> ObjectSet:
+    """B scenes of `count` random objects; scene b has valid[b] valid ones (the rest padding)."""
+    valid = valid or [count] * B
+    low = torch.rand(B, count, 3) * 4
+    mask = torch.arange(count)[None] < torch.tensor(valid)[:, None]
+    return ObjectSet(
+        torch.randn(B, count, D),
+        torch.rand(B, count, C).softmax(-1),
+        torch.rand(B, count, L).softmax(-1),
+        low,
+        low + 0.1 + torch.rand(B, count, 3),
+        mask,
     )
 
 
-def test_compressor_shape_and_padding_invariance() -> None:
-    compressor = _compressor().eval()
-    superpoint_mask, text_mask, _ = _masks()
-    tokens = torch.randn(B, S, FEATURE_DIM)
-    text = torch.randn(B, T, TEXT_DIM)
-    out = compressor(tokens, superpoint_mask, text, text_mask)
-    assert out.shape == (B, 6, LLM_DIM)
-    assert out.dtype == torch.float32
-    scrambled = compressor(
-        _scramble_padding(tokens, superpoint_mask),
-        superpoint_mask,
-        _scramble_padding(text, text_mask),
-        text_mask,
+def _pad(objects: ObjectSet, extra: int) -> ObjectSet:
+    """The same objects with `extra` invalid slots of large garbage appended."""
+
+    def grow(value: torch.Tensor) -> torch.Tensor:
+        if value.dtype == torch.bool:
+            return torch.cat([value, value.new_zeros(B, extra)], 1)
+        return torch.cat([value, 1e3 * torch.randn(B, extra, value.shape[-1])], 1)
+
+    return ObjectSet(*(grow(getattr(objects, n)) for n in ObjectSet.__dataclass_fields__))
+
+
+def _box(low: list[float], high: list[float]) -> ObjectSet:
+    one = torch.ones(1, 1, 1)
+    return ObjectSet(
+        one, one, one, torch.tensor([[low]]), torch.tensor([[high]]), torch.ones(1, 1).bool()
     )
-    torch.testing.assert_close(scrambled, out, atol=1e-6, rtol=0)
 
 
-def test_compressor_is_conditioned_on_text() -> None:
-    compressor = _compressor()
-    superpoint_mask, text_mask, _ = _masks()
-    tokens = torch.randn(B, S, FEATURE_DIM)
-    out = compressor(tokens, superpoint_mask, torch.randn(B, T, TEXT_DIM), text_mask)
-    other = compressor(tokens, superpoint_mask, torch.randn(B, T, TEXT_DIM), text_mask)
-    assert (out - other).abs().max() > 1e-3
-    no_text = compressor(tokens, superpoint_mask, torch.randn(B, 0, TEXT_DIM), text_mask[:, :0])
-    assert torch.isfinite(no_text).all()
+def _relation(candidate: ObjectSet, anchor: ObjectSet) -> torch.Tensor:
+    """The 12 relation features of one candidate box to one anchor box."""
+    features = relation_features(candidate, anchor.box_min, anchor.box_max)
+    assert features.shape == (1, 1, 1, NUM_RELATION_FEATURES)
+    return features[0, 0, 0]
 
 
-def test_compressor_gradients_reach_every_parameter() -> None:
-    compressor = _compressor()
-    superpoint_mask, text_mask, _ = _masks()
-    out = compressor(
-        torch.randn(B, S, FEATURE_DIM), superpoint_mask, torch.randn(B, T, TEXT_DIM), text_mask
+OFFSET, DISTANCE, HORIZONTAL, GAP, ABOVE, BELOW, OVERLAP = slice(0, 3), 3, 4, 5, 6, 7, 8
+VOLUME, FOOTPRINT = 9, 10
+
+
+def test_a_box_resting_on_another_is_above_it_and_overlaps_it() -> None:
+    """A cup (0.1 m cube) standing on a table top: touching, no gap, fully over the table."""
+    table = _box([0.0, 0.0, 0.0], [1.0, 1.0, 0.75])
+    cup = _box([0.4, 0.4, 0.75], [0.5, 0.5, 0.85])
+    on = _relation(cup, table)
+    assert on[ABOVE] == pytest.approx(0.0, abs=1e-6)
+    assert on[GAP] == pytest.approx(0.0, abs=1e-6)
+    assert on[OVERLAP] == pytest.approx(1.0)
+    assert on[BELOW] == pytest.approx(-0.85)  # the table's bottom is far below the cup's top
+    assert on[OFFSET].tolist() == pytest.approx([-0.05, -0.05, 0.425])
+    assert on[VOLUME] < 0 and on[FOOTPRINT] < 0  # the cup is the smaller one
+    under = _relation(table, cup)
+    assert under[BELOW] == pytest.approx(0.0, abs=1e-6) and under[ABOVE] == pytest.approx(-0.85)
+
+
+def test_apart_boxes_have_their_gap_and_no_overlap() -> None:
+    left = _box([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    right = _box([3.0, 4.0, 0.0], [4.0, 5.0, 1.0])  # 2 m apart in x, 3 m in y
+    relation = _relation(right, left)
+    assert relation[GAP] == pytest.approx(13**0.5)
+    assert relation[OVERLAP] == 0.0
+    assert relation[DISTANCE] == pytest.approx(5.0) and relation[HORIZONTAL] == pytest.approx(5.0)
+    assert relation[VOLUME] == pytest.approx(0.0) and relation[FOOTPRINT] == pytest.approx(0.0)
+
+
+def test_relation_features_are_antisymmetric_where_they_should_be() -> None:
+    """Swapping candidate and anchor negates offsets and log ratios, keeps distances and gap,
+    and swaps `above` with `below`."""
+    objects = _objects()
+    forward = relation_features(objects, objects.box_min, objects.box_max)  # (B, K, K, 12)
+    backward = forward.transpose(1, 2)
+    assert forward.shape == (B, K, K, NUM_RELATION_FEATURES)
+    torch.testing.assert_close(forward[..., OFFSET], -backward[..., OFFSET])
+    for index in (DISTANCE, HORIZONTAL, GAP, OVERLAP):
+        torch.testing.assert_close(forward[..., index], backward[..., index])
+    torch.testing.assert_close(forward[..., ABOVE], backward[..., BELOW])
+    for index in (VOLUME, FOOTPRINT):
+        torch.testing.assert_close(forward[..., index], -backward[..., index])
+
+
+def test_stacked_sets_pad_with_invalid_objects_outside_the_scene_box() -> None:
+    one, two = _box([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]), _box([-2.0, 1.0, 0.0], [5.0, 2.0, 3.0])
+    two = ObjectSet(*(torch.cat([v, v], 1)[0] for v in vars(two).values()))
+    stacked = ObjectSet.stack([ObjectSet(*(v[0] for v in vars(one).values())), two])
+    assert len(stacked) == 2 and stacked.valid.tolist() == [[True, False], [True, True]]
+    low, high = stacked.scene_box()
+    assert low.tolist() == [[0.0, 0.0, 0.0], [-2.0, 1.0, 0.0]]
+    assert high.tolist() == [[1.0, 1.0, 1.0], [5.0, 2.0, 3.0]]
+
+
+# --- GroundingHead ----------------------------------------------------------------------------
+
+
+def _head() -> GroundingHead:
+    return GroundingHead(H, D, C, L, dim=32, num_layers=2, max_priors=4).eval()
+
+
+def _inputs(objects: ObjectSet) -> dict[str, torch.Tensor]:
+    states = torch.randn(B, R, H)
+    state_valid = torch.tensor([[True, True, True], [True, False, False]])
+    priors = torch.tensor([[2, 0], [1, 0]])
+    prior_valid = torch.tensor([[True, True], [True, False]])
+    return {
+        "states": states,
+        "state_valid": state_valid,
+        "priors": priors,
+        "prior_valid": prior_valid,
+    }
+
+
+def _logits(head: GroundingHead, objects: ObjectSet, inputs: dict) -> tuple:
+    relevant = head.relevant_logits(inputs["states"], inputs["state_valid"], objects)
+    target = head.target_logits(
+        inputs["states"][:, 0], objects, inputs["priors"], inputs["prior_valid"]
     )
-    (out * torch.randn_like(out)).sum().backward()
-    for name, parameter in compressor.named_parameters():
+    return relevant, target
+
+
+@torch.no_grad()
+def test_output_shapes_and_padded_objects_never_win() -> None:
+    head, objects = _head(), _objects(valid=[K, 3])
+    inputs = _inputs(objects)
+    relevant, target = _logits(head, objects, inputs)
+    assert relevant.shape == (B, R, K + 1) and target.shape == (B, K + 1)
+    assert torch.isfinite(relevant).all() and torch.isfinite(target).all()
+    assert (relevant[1, :, 3:K] == torch.finfo(torch.float32).min).all()
+    assert (target[1, 3:K] == torch.finfo(torch.float32).min).all()
+    assert (target.softmax(-1)[1, 3:K] == 0).all() and (relevant.softmax(-1)[1, :, 3:K] == 0).all()
+    single = head.target_logits(inputs["states"][:, 0], objects, *(torch.zeros(B, 0).long(),) * 2)
+    assert single.shape == (B, K + 1)
+
+
+@torch.no_grad()
+def test_scores_follow_the_objects_when_they_are_permuted() -> None:
+    """No object order is built in: permuting the objects permutes their logits, "none" stays."""
+    head, objects = _head(), _objects()
+    inputs = _inputs(objects)
+    order = torch.randperm(K)
+    permuted = ObjectSet(*(getattr(objects, n)[:, order] for n in ObjectSet.__dataclass_fields__))
+    moved = dict(inputs, priors=torch.argsort(order)[inputs["priors"]])  # the same prior objects
+    relevant, target = _logits(head, objects, inputs)
+    relevant_p, target_p = _logits(head, permuted, moved)
+    torch.testing.assert_close(relevant_p[..., :K], relevant[..., order], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(target_p[:, :K], target[:, order], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(relevant_p[..., K], relevant[..., K], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(target_p[:, K], target[:, K], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_padding_objects_priors_and_states_changes_nothing() -> None:
+    head, objects = _head(), _objects(valid=[K, 4])
+    inputs = _inputs(objects)
+    relevant, target = _logits(head, objects, inputs)
+    padded = _pad(objects, 3)
+    more = dict(inputs)
+    more["states"] = torch.cat([inputs["states"], 1e3 * torch.randn(B, 2, H)], 1)
+    more["state_valid"] = torch.cat([inputs["state_valid"], torch.zeros(B, 2).bool()], 1)
+    more["priors"] = torch.cat([inputs["priors"], torch.tensor([[K + 1], [K + 2]])], 1)
+    more["prior_valid"] = torch.cat([inputs["prior_valid"], torch.zeros(B, 1).bool()], 1)
+    relevant_p, target_p = _logits(head, padded, more)
+    valid = objects.valid
+    for row in range(B):
+        columns = [*valid[row].nonzero().flatten().tolist(), -1]  # the valid objects and "none"
+        count = int(inputs["state_valid"][row].sum())
+        torch.testing.assert_close(
+            relevant_p[row, :count][:, columns],
+            relevant[row, :count][:, columns],
+            atol=1e-5,
+            rtol=1e-5,
+        )
+        torch.testing.assert_close(
+            target_p[row, columns], target[row, columns], atol=1e-5, rtol=1e-5
+        )
+
+
+def test_gradients_reach_every_parameter_of_the_head() -> None:
+    head = _head().train()
+    objects = _objects(valid=[K, 4])
+    relevant, target = _logits(head, objects, _inputs(objects))
+    (relevant.logsumexp(-1).sum() + target.logsumexp(-1).sum()).backward()
+    for name, parameter in head.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
-# --- MaskDecoder -------------------------------------------------------------------------------
-
-
-def test_decoder_shapes_and_no_nan_for_empty_sample() -> None:
-    decoder = _decoder()
-    superpoint_mask, _, token_mask = _masks()
-    out = decoder(
-        torch.randn(B, K, LLM_DIM), token_mask, torch.randn(B, S, FEATURE_DIM), superpoint_mask
-    )
-    assert out.mask_logits.shape == (B, K, S)
-    assert len(out.aux_mask_logits) == 2
-    assert all(aux.shape == (B, K, S) for aux in out.aux_mask_logits)
-    assert out.score_logits.shape == (B, K)
-    assert out.query_embeddings.shape == (B, K, 32)
-    assert out.mask_logits.dtype == out.score_logits.dtype == torch.float32
-    for tensor in [out.mask_logits, out.score_logits, out.query_embeddings, *out.aux_mask_logits]:
-        assert torch.isfinite(tensor).all()
-    assert (out.mask_logits[1, :, 7:] == PAD_LOGIT).all()
-
-
-def test_decoder_handles_batch_without_tokens() -> None:
-    decoder = _decoder()
-    superpoint_mask, _, _ = _masks()
-    out = decoder(
-        torch.randn(B, 0, LLM_DIM),
-        torch.ones(B, 0, dtype=torch.bool),
-        torch.randn(B, S, FEATURE_DIM),
-        superpoint_mask,
-    )
-    assert out.mask_logits.shape == (B, 0, S)
-    losses = set_mask_loss(
-        out, [torch.rand(2, S), torch.rand(1, S)], None, MaskLossWeights(), match=True
-    )
-    assert all(loss.item() == 0.0 for loss in losses.values())
-
-
-def test_decoder_padding_invariance() -> None:
-    decoder = _decoder().eval()
-    superpoint_mask, _, token_mask = _masks()
-    states = torch.randn(B, K, LLM_DIM)
-    features = torch.randn(B, S, FEATURE_DIM)
-    out = decoder(states, token_mask, features, superpoint_mask)
-    scrambled = decoder(
-        _scramble_padding(states, token_mask),
-        token_mask,
-        _scramble_padding(features, superpoint_mask),
-        superpoint_mask,
-    )
-    pair_valid = token_mask[:, :, None] & superpoint_mask[:, None, :]
-    for ours, theirs in zip(
-        [out.mask_logits, *out.aux_mask_logits],
-        [scrambled.mask_logits, *scrambled.aux_mask_logits],
-        strict=True,
-    ):
-        torch.testing.assert_close(theirs[pair_valid], ours[pair_valid], atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        scrambled.score_logits[token_mask], out.score_logits[token_mask], atol=1e-5, rtol=0
-    )
-
-
-def test_decoder_gradients_reach_every_parameter() -> None:
-    decoder = _decoder()
-    superpoint_mask, _, token_mask = _masks()
-    out = decoder(
-        torch.randn(B, K, LLM_DIM), token_mask, torch.randn(B, S, FEATURE_DIM), superpoint_mask
-    )
-    targets = [(torch.rand(3, S) > 0.5).float(), torch.zeros(0, S)]
-    losses = set_mask_loss(out, targets, superpoint_mask.float(), MaskLossWeights(), match=True)
-    losses["total"].backward()
-    for name, parameter in decoder.named_parameters():
-        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-
-
-# --- losses ------------------------------------------------------------------------------------
-
-
-def test_bce_and_dice_match_hand_computation() -> None:
-    logits = torch.tensor([[0.0, math.log(3.0)]])  # probabilities 0.5, 0.75
-    targets = torch.tensor([[1.0, 0.0]])
-    # BCE terms: -log 0.5 = log 2 and -log 0.25 = 2 log 2.
-    assert sigmoid_bce_loss(logits, targets).item() == pytest.approx(1.5 * math.log(2.0))
-    # Dice: 1 - (2*0.5 + 1) / (1.25 + 1 + 1).
-    assert dice_loss(logits, targets).item() == pytest.approx(1.0 - 2.0 / 3.25)
-    weights = torch.tensor([3.0, 1.0])
-    assert sigmoid_bce_loss(logits, targets, weights).item() == pytest.approx(1.25 * math.log(2.0))
-    # Weighted Dice: 1 - (2*3*0.5 + 1) / ((1.5 + 0.75) + 3 + 1).
-    assert dice_loss(logits, targets, weights).item() == pytest.approx(1.0 - 4.0 / 6.25)
-    # Mean over K: a second, perfectly predicted row halves the BCE.
-    two_rows = torch.cat([logits, torch.tensor([[20.0, -20.0]])])
-    assert sigmoid_bce_loss(two_rows, targets.repeat(2, 1)).item() == pytest.approx(
-        0.75 * math.log(2.0), abs=1e-6
-    )
-
-
-def test_losses_are_zero_and_attached_for_no_masks() -> None:
-    logits = torch.zeros(0, S, requires_grad=True)
-    for loss in (sigmoid_bce_loss(logits, torch.zeros(0, S)), dice_loss(logits, torch.zeros(0, S))):
-        assert loss.item() == 0.0
-        assert loss.requires_grad
-
-
-def test_hungarian_match_recovers_permutation() -> None:
-    targets = (torch.rand(4, 30) > 0.5).float()
-    permutation = torch.tensor([2, 0, 3, 1])
-    logits = 6.0 * (2.0 * targets[permutation] - 1.0)  # prediction k predicts target perm[k]
-    extra = torch.randn(1, 30)  # an unmatched fifth prediction
-    pred_idx, target_idx = hungarian_match(torch.cat([logits, extra]), targets)
-    assert pred_idx.dtype == target_idx.dtype == torch.int64
-    assert pred_idx.tolist() == [0, 1, 2, 3]
-    assert target_idx.tolist() == permutation.tolist()
-
-
-def _fake_output(mask_logits: torch.Tensor, score_logits: torch.Tensor) -> DecoderOutput:
-    return DecoderOutput(
-        mask_logits=mask_logits,
-        aux_mask_logits=[0.5 * mask_logits],
-        score_logits=score_logits,
-        query_embeddings=torch.zeros(*mask_logits.shape[:2], 4),
-        query_mask=torch.tensor([[True, True, True, False], [True, True, False, False]]),
-    )
-
-
-def test_set_mask_loss_invariant_to_query_order() -> None:
-    mask_logits = torch.randn(2, 4, S)
-    score_logits = torch.randn(2, 4)
-    targets = [(torch.rand(2, S) > 0.5).float(), torch.rand(3, S)]
-    superpoint_weights = torch.rand(2, S)
-    weights = MaskLossWeights()
-    base = set_mask_loss(
-        _fake_output(mask_logits, score_logits), targets, superpoint_weights, weights, match=True
-    )
-    # Permute the valid queries of each sample, keeping padded slots where they are.
-    order = torch.tensor([[2, 0, 1, 3], [1, 0, 2, 3]])
-    permuted_logits = torch.stack([mask_logits[b, order[b]] for b in range(2)])
-    permuted_scores = torch.stack([score_logits[b, order[b]] for b in range(2)])
-    permuted = set_mask_loss(
-        _fake_output(permuted_logits, permuted_scores),
-        targets,
-        superpoint_weights,
-        weights,
-        match=True,
-    )
-    for key in ("bce", "dice", "score", "total"):
-        assert permuted[key].item() == pytest.approx(base[key].item(), rel=1e-5)
-
-
-def test_set_mask_loss_ordered_and_no_target() -> None:
-    mask_logits = torch.randn(2, 1, S)
-    target = (torch.rand(1, S) > 0.5).float()
-    output = DecoderOutput(mask_logits, [], torch.zeros(2, 1), torch.zeros(2, 1, 4))
-    losses = set_mask_loss(
-        output, [target, torch.zeros(0, S)], None, MaskLossWeights(aux=0.0), match=False
-    )
-    assert losses["bce"].item() == pytest.approx(sigmoid_bce_loss(mask_logits[0], target).item())
-    assert losses["dice"].item() == pytest.approx(dice_loss(mask_logits[0], target).item())
-    # Score logits 0 -> BCE log 2 for both the present (target 1) and absent (target 0) sample.
-    assert losses["score"].item() == pytest.approx(math.log(2.0))
-    expected_total = 2.0 * losses["bce"] + 0.5 * losses["dice"] + 0.5 * losses["score"]
-    assert losses["total"].item() == pytest.approx(expected_total.item())
-
-
-# --- toy training ------------------------------------------------------------------------------
-
-TOY_S = 64
-
-
-def _toy_batch(concepts: torch.Tensor, token_embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Token k names concept c (a feature direction); its target = superpoints with f·c > 0."""
-    concept_ids = torch.randint(len(concepts), (B, K))
-    states = token_embeddings[concept_ids] + 0.1 * torch.randn(B, K, LLM_DIM)
-    features = torch.randn(B, TOY_S, FEATURE_DIM)
-    targets = (torch.einsum("bkf,bsf->bks", concepts[concept_ids], features) > 0).float()
-    return states, features, targets
-
-
-def _iou(mask_logits: torch.Tensor, targets: torch.Tensor) -> float:
-    predicted = mask_logits > 0
-    actual = targets > 0.5
-    return ((predicted & actual).sum() / (predicted | actual).sum().clamp_min(1)).item()
-
-
-def test_decoder_learns_toy_problem() -> None:
-    decoder = _decoder()
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=3e-3)
-    concepts = torch.randn(4, FEATURE_DIM)
-    token_embeddings = torch.randn(4, LLM_DIM)
-    superpoint_mask = torch.ones(B, TOY_S, dtype=torch.bool)
-    token_mask = torch.ones(B, K, dtype=torch.bool)
-    eval_batch = _toy_batch(concepts, token_embeddings)
-
-    def evaluate() -> tuple[float, float]:
-        states, features, targets = eval_batch
-        with torch.no_grad():
-            out = decoder(states, token_mask, features, superpoint_mask)
-            loss = set_mask_loss(out, list(targets), None, MaskLossWeights(), match=False)
-        return loss["total"].item(), _iou(out.mask_logits, targets)
-
-    loss_before, iou_before = evaluate()
-    for _ in range(120):
-        states, features, targets = _toy_batch(concepts, token_embeddings)
-        out = decoder(states, token_mask, features, superpoint_mask)
-        loss = set_mask_loss(out, list(targets), None, MaskLossWeights(), match=False)["total"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    loss_after, iou_after = evaluate()
-    assert loss_after < 0.35 * loss_before
-    assert iou_after > max(iou_before + 0.3, 0.8)
+@torch.no_grad()
+def test_priors_change_the_target_scores() -> None:
+    """Stage 2 reads its priors: other prior objects, other target logits."""
+    head, objects = _head(), _objects()
+    inputs = _inputs(objects)
+    _, target = _logits(head, objects, inputs)
+    _, other = _logits(head, objects, dict(inputs, priors=inputs["priors"] + 1))
+    assert (target - other).abs().max() > 1e-3

@@ -1,6 +1,6 @@
-"""PromptBuilder with the real tokenizer of the tiny model: user text never becomes special ids
-(#14: an instruction containing "<scene>" failed inference; "[SEG]", "[REL]", "<prior>" were fed
-to the model as the special tokens)."""
+"""PromptBuilder with the real tokenizer of the tiny model: the layout of both stages, labels on
+the answers only, and user text that never becomes special ids (#14: an instruction containing
+"<scene>" failed inference; "[SEG]", "[REL]" were fed to the model as the special tokens)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from r2s_model.llm import SPECIAL_TOKENS
 from r2s_model.model import R2SModel, SegmentationStatus
+from r2s_model.prompts import IGNORE_INDEX, REL, SCENE, SEG, PromptBuilder
 from tests.model.tiny import TinyScene, tiny_model, tiny_scene
 
 HOSTILE = [
@@ -25,29 +26,100 @@ def model() -> R2SModel:
 
 
 @pytest.fixture(scope="module")
+def prompts(model: R2SModel) -> PromptBuilder:
+    return model.prompts
+
+
+@pytest.fixture(scope="module")
 def scene() -> TinyScene:
     return tiny_scene(seed=3)
 
 
-def forbidden_ids(model: R2SModel) -> set[int]:
-    prompts = model.prompts
+def forbidden_ids(prompts: PromptBuilder) -> set[int]:
     return {*prompts.ids.values(), *prompts.tokenizer.all_special_ids}
 
 
 @pytest.mark.parametrize("instruction", HOSTILE)
-def test_special_token_strings_in_an_instruction_stay_text(model: R2SModel, instruction: str):
-    prompts = model.prompts
-    assert forbidden_ids(model).isdisjoint(prompts.text(instruction))
-    prefix = prompts.prefix(instruction)
-    assert prefix.count(prompts.ids["<scene>"]) == model.config.num_scene_tokens
-    assert forbidden_ids(model).isdisjoint(prefix[model.config.num_scene_tokens :])
+def test_special_token_strings_in_an_instruction_stay_text(
+    prompts: PromptBuilder, instruction: str
+) -> None:
+    assert forbidden_ids(prompts).isdisjoint(prompts.text(instruction))
+    assert forbidden_ids(prompts).isdisjoint(prompts.question(instruction))
     # The characters survive: the text decodes back to the instruction.
     assert prompts.tokenizer.decode(prompts.text(instruction)) == instruction
 
 
-def test_plain_text_tokenises_as_before(model: R2SModel) -> None:
-    prompts, tokenizer = model.prompts, model.prompts.tokenizer
-    for text in ["List the objects related to the question.\nAnswer:", " the chair, bed", "x"]:
+@pytest.mark.parametrize("instruction", HOSTILE)
+def test_special_ids_are_only_where_the_builder_puts_them(
+    prompts: PromptBuilder, instruction: str
+) -> None:
+    """Hostile instruction and names: the sequences hold exactly one [REL] per name, one [SEG],
+    two EOS (after each answer) and never <scene>."""
+    names = [instruction, "green chair"]
+    sequence = prompts.two_stage_sequence(instruction, names, instruction)
+    ids = sequence.ids
+    assert ids.count(prompts.ids[REL]) == len(names)
+    assert ids.count(prompts.ids[SEG]) == 1 and ids.count(prompts.ids[SCENE]) == 0
+    assert ids.count(prompts.eos_id) == 2
+    single = prompts.single_stage_sequence(instruction, instruction).ids
+    assert single.count(prompts.ids[SEG]) == 1 and single.count(prompts.eos_id) == 1
+    assert single.count(prompts.ids[REL]) == single.count(prompts.ids[SCENE]) == 0
+    assert prompts.relevant_names(prompts.relevant_answer(names)) == [n.strip(" ,.") for n in names]
+
+
+def test_the_two_stage_layout_and_its_labels(prompts: PromptBuilder) -> None:
+    names = ["green chair", "wooden brown table"]
+    sequence = prompts.two_stage_sequence("the lamp on the table", names, "white lamp")
+    eos = prompts.tokenizer.eos_token
+    assert prompts.tokenizer.decode(sequence.ids) == (
+        f"Question: the lamp on the table\nRelated: green chair[REL], wooden brown table[REL]{eos}"
+        f"\nTarget: white lamp[SEG]{eos}"
+    )
+    assert len(sequence.labels) == len(sequence.ids)
+    relevant = prompts.relevant_answer(names)
+    target = prompts.target_answer("white lamp")
+    question = prompts.question("the lamp on the table") + prompts.stage1_prompt()
+    stage2 = prompts.stage2_prompt()[1:]
+    expected = [IGNORE_INDEX] * len(question) + relevant + [IGNORE_INDEX] * len(stage2) + target
+    assert sequence.labels == expected  # labels on the answers only, the ids themselves
+
+
+def test_inference_reads_the_sequence_training_teaches(prompts: PromptBuilder) -> None:
+    """What `segment` feeds the LLM (stage 1 stops before EOS, stage 2's prompt starts with it)
+    is token for token the teacher-forced sequence: the cached training states are the states
+    inference produces."""
+    names, target = ["red box"], "grey monitor"
+    answer = prompts.relevant_answer(names)
+    streamed = (
+        prompts.question("the monitor")
+        + prompts.stage1_prompt()
+        + answer[:-1]  # generated up to EOS, which ends generation unfed
+        + prompts.stage2_prompt()
+        + prompts.target_answer(target)
+    )
+    assert streamed == prompts.two_stage_sequence("the monitor", names, target).ids
+    single = prompts.question("the monitor") + prompts.single_stage_prompt()
+    single += prompts.target_answer(target)
+    assert single == prompts.single_stage_sequence("the monitor", target).ids
+
+
+def test_no_relevant_objects_and_no_target_have_their_words(prompts: PromptBuilder) -> None:
+    sequence = prompts.two_stage_sequence("the unicorn", [], None)
+    assert prompts.ids[REL] not in sequence.ids
+    text = prompts.answer_text(sequence.ids)
+    assert text.endswith("Related: none\nTarget: nothing")
+    assert prompts.relevant_names(prompts.relevant_answer([])) == []
+
+
+def test_scene_prefix_is_one_placeholder_per_object(prompts: PromptBuilder) -> None:
+    prefix = prompts.scene_prefix(5)
+    assert prefix[:5] == [prompts.ids[SCENE]] * 5
+    assert prompts.tokenizer.decode(prefix[5:]) == "\n"
+
+
+def test_plain_text_tokenises_as_before(prompts: PromptBuilder) -> None:
+    tokenizer = prompts.tokenizer
+    for text in ["Question: the chair\n", " the chair, bed", "x"]:
         assert prompts.text(text) == tokenizer.encode(text, add_special_tokens=False)
 
 
@@ -62,3 +134,4 @@ def test_segment_answers_instructions_with_special_token_strings(
         assert output.status in (SegmentationStatus.OK, SegmentationStatus.NO_TARGET), output
         assert output.instruction == instruction.strip()
         assert output.target_mask.shape == (len(scene.points),)
+        assert encoded.prefix.get_seq_length() == encoded.prefix_length

@@ -10,9 +10,11 @@ import torch
 
 from r2s_model.config import R2SConfig
 from r2s_model.encoder import EncoderConfig
+from r2s_model.grounding.objects import ObjectSet
 from r2s_model.llm import build_tiny_llm
 from r2s_model.model import R2SModel, RelevantPrediction, SegmentationOutput
 from r2s_model.objects.parser import ParserConfig
+from r2s_model.prompts import REL, SEG
 from r2s_model.scene import SceneEncoding
 from r2s_model.superpoints import compute_superpoints
 from tests.model.scenes import make_box_scene
@@ -80,3 +82,59 @@ def object_ids(scene: TinyScene) -> list[int]:
     """Instance ids of the scene's objects, largest first (the floor/walls included)."""
     ids, counts = np.unique(scene.instance, return_counts=True)
     return ids[np.argsort(-counts, kind="stable")].tolist()
+
+
+def teach(
+    model: R2SModel,
+    scene: SceneEncoding,
+    instruction: str,
+    relevant: dict[str, int],
+    target: tuple[str, int] | None,
+    steps: int = 80,
+) -> None:
+    """Fits a tiny model to one instruction on one encoded scene, as the recipe trains: the LLM
+    (teacher forced) to write the relevant names with [REL] and the target's with [SEG], then
+    the grounding head, on those states, to choose the given proposals (`relevant`: name ->
+    proposal index; `target` (name, index) or None for no target)."""
+    prompts = model.prompts
+    objects = scene.objects
+    tokens = model.scene_tokens(objects.category_probs, objects.color_probs)
+    sequences = [
+        prompts.two_stage_sequence(instruction, list(relevant), target and target[0]),
+        prompts.single_stage_sequence(instruction, target and target[0]),
+    ]
+    model.train()
+    trainable = [p for p in model.llm.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=5e-3)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model.teacher_forced(tokens, sequences)[0].backward()
+        optimizer.step()
+    with torch.no_grad():
+        _, hidden, ids = model.teacher_forced(tokens, sequences)
+    states = hidden[0][model.state_slots(ids[0], REL)][None].float()
+    two_stage = hidden[0][model.state_slots(ids[0], SEG)]
+    single = hidden[1][model.state_slots(ids[1], SEG)]
+    state = two_stage if model.config.mode == "two_stage" else single
+    count = len(objects)
+    target_label = torch.tensor([count if target is None else target[1]])
+    objects_1 = ObjectSet.stack([objects])
+    priors = torch.tensor([list(relevant.values())]).reshape(1, -1)
+    head = model.grounding
+    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        logits = head.target_logits(
+            state.float(), objects_1, priors, torch.ones_like(priors).bool()
+        )
+        loss = torch.nn.functional.cross_entropy(logits, target_label)
+        if relevant:
+            relevant_logits = head.relevant_logits(
+                states, torch.ones(1, len(relevant)).bool(), objects_1
+            )
+            loss = loss + torch.nn.functional.cross_entropy(
+                relevant_logits[0], torch.tensor(list(relevant.values()))
+            )
+        loss.backward()
+        optimizer.step()
+    model.eval()
