@@ -15,10 +15,14 @@ from r2s_model.train.schedule import warmup_cosine
 CONFIGS = Path(__file__).parents[2] / "configs" / "train"
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml"])
-def test_shipped_configs_load(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "stage"),
+    [("answer.yaml", "answer"), ("grounding.yaml", "grounding"), ("smoke.yaml", "answer")],
+)
+def test_shipped_configs_load(name: str, stage: str) -> None:
     config = load_train_config(CONFIGS / name)
-    assert config.optim.steps > 0 and config.data.root
+    assert config.stage == stage and config.optim.steps > 0 and config.data.root
+    assert (config.init_from is not None) == (stage == "grounding")
 
 
 def test_the_pretraining_recipe_is_the_shipped_parsers() -> None:
@@ -31,14 +35,21 @@ def test_the_pretraining_recipe_is_the_shipped_parsers() -> None:
 
 def test_overrides_reach_nested_fields_and_parse_as_yaml() -> None:
     config = load_train_config(
-        CONFIGS / "default.yaml",
-        ["optim.lr=1e-4", "model.mode=single_stage", "model.encoder.widths=[8, 16]", "seed=5"],
+        CONFIGS / "grounding.yaml",
+        [
+            "optim.lr=1e-4",
+            "model.mode=single_stage",
+            "model.augmentation.drop_prob=0.5",
+            "model.parser.encoder.widths=[8, 16]",
+            "seed=5",
+        ],
     )
     assert config.optim.lr == pytest.approx(1e-4)
     assert config.model.mode == "single_stage"
-    assert config.model.encoder.widths == (8, 16)
+    assert config.model.augmentation.drop_prob == 0.5
+    assert config.model.parser.encoder.widths == (8, 16)
     assert config.seed == 5
-    assert config.data.max_points == 40_000  # untouched values keep the file's
+    assert config.data.batch_size == 64  # untouched values keep the file's
 
 
 @pytest.mark.parametrize(
@@ -52,11 +63,15 @@ def test_overrides_reach_nested_fields_and_parse_as_yaml() -> None:
         ("optim.lr=fast", "optim.lr: expected a number, got 'fast'"),
         ("novalue", "must look like key.path=value"),
         ("optim.lr.x=1", "is not a section"),
+        ("stage=both", "stage must be 'answer' or 'grounding'"),
+        ("stage=grounding", "the grounding stage needs init_from"),
+        ("data.batch_size=0", "data.batch_size must be at least 1"),
+        ("data.samples_per_scene=0", "data.samples_per_scene must be at least 1"),
     ],
 )
 def test_bad_values_name_the_problem(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
-        load_train_config(CONFIGS / "default.yaml", [override])
+        load_train_config(CONFIGS / "answer.yaml", [override])
 
 
 def test_unreadable_config_file(tmp_path: Path) -> None:

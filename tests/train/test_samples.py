@@ -1,0 +1,74 @@
+"""Instruction samples over object proposals: ground truth matched to proposals by point IoU."""
+
+import numpy as np
+import pytest
+
+from r2s_model.data.io import SceneArrays
+from r2s_model.objects.cache import CachedScene
+from r2s_model.train.samples import MIN_MATCH_IOU, UNMATCHED, match_objects, scene_samples
+
+# 14 points. Ground truth: object 1 (points 0-3), object 2 (4-5), object 3 (8), 0 = none.
+INSTANCE = np.array([1, 1, 1, 1, 2, 2, 0, 0, 3, 0, 0, 0, 0, 0])
+# Proposals: 0 = points 0-2, 1 = points 3-5, 2 = points 6-13 (mostly background).
+POINT_OBJECTS = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2])
+
+
+def test_each_object_gets_its_best_overlapping_proposal() -> None:
+    matches = match_objects(INSTANCE, POINT_OBJECTS, 3)
+    assert set(matches) == {1, 2, 3}  # 0 is no object
+    assert matches[1] == (0, pytest.approx(3 / 4))  # 3 shared of 4 | 3 points
+    assert matches[2] == (1, pytest.approx(2 / 3))
+    # Object 3 shares 1 point with a proposal of 8: IoU 1/8, below the floor: unmatched.
+    assert MIN_MATCH_IOU > 1 / 8 and matches[3] == (UNMATCHED, pytest.approx(1 / 8))
+
+
+def test_a_proposal_can_be_the_best_match_of_no_object() -> None:
+    matches = match_objects(INSTANCE, POINT_OBJECTS, 5)  # proposals 3 and 4 are empty
+    assert [proposal for proposal, _ in matches.values()] == [0, 1, UNMATCHED]
+
+
+def scene() -> tuple[SceneArrays, CachedScene]:
+    n, k = len(INSTANCE), 3
+    arrays = SceneArrays(
+        scene_id="train_00000",
+        points=np.zeros((n, 3), np.float32),
+        colors=np.zeros((n, 3), np.float32),
+        instance=INSTANCE,
+        semantic=np.zeros(n, np.int32),
+        superpoints=np.arange(n) // 2,  # superpoint s = points 2s, 2s + 1
+        object_ids=np.array([1, 2, 3]),
+        object_categories=["chair", "box", "cup"],
+        object_colors=["green", "red", "white"],
+    )
+    # Superpoints 0, 1 -> proposal 0; 2 -> 1; 3..6 -> 2: points 0-3, 4-5, 6-13.
+    superpoint_object = np.array([0, 0, 1, 2, 2, 2, 2])
+    zeros = np.zeros((k, 3), np.float32)
+    cached = CachedScene(
+        np.zeros((7, 4), np.float32), np.zeros((7, 2), np.float32), np.zeros((7, 2), np.float32),
+        superpoint_object, np.zeros((k, 4), np.float32), np.zeros((k, 2), np.float32),
+        np.zeros((k, 2), np.float32), zeros, zeros, np.array([4, 2, 8]),
+    )  # fmt: skip
+    return arrays, cached
+
+
+def record(sample_id: str, relevant: list[int], targets: list[int]) -> dict:
+    return {
+        "sample_id": sample_id, "scene_id": "train_00000", "category": "relation",
+        "question": f"question {sample_id}", "relevant_ids": relevant, "target_ids": targets,
+    }  # fmt: skip
+
+
+def test_samples_carry_names_proposal_labels_and_target_ious() -> None:
+    arrays, cached = scene()
+    records = [record("a", [2, 3, 1], [1]), record("b", [2], [])]
+    with_target, no_target = scene_samples(arrays, cached, records, max_relevant=2)
+    assert with_target.question == "question a" and with_target.category == "relation"
+    assert with_target.relevant_names == ["red box", "white cup"]  # capped at max_relevant
+    assert with_target.target_name == "green chair"
+    # Object 3 (one point of proposal 2's eight) is unmatched; objects 1, 2 match exactly.
+    assert with_target.relevant_objects == [1, UNMATCHED]
+    assert with_target.target_object == 0
+    np.testing.assert_allclose(with_target.target_ious, [1.0, 0.0, 0.0])
+    assert no_target.target_object is None and no_target.target_name is None
+    assert no_target.relevant_objects == [1]
+    np.testing.assert_array_equal(no_target.target_ious, np.zeros(3))
