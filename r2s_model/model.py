@@ -319,12 +319,13 @@ class R2SModel(nn.Module):
     # ---- training ------------------------------------------------------------------------
 
     def teacher_forced(
-        self, scene_tokens: Tensor, sequences: list[TokenSequence]
-    ) -> tuple[Tensor, Tensor, Tensor]:
+        self, scene_tokens: Tensor, sequences: list[TokenSequence], *, with_loss: bool = True
+    ) -> tuple[Tensor | None, Tensor, Tensor]:
         """Runs B answer sequences after one scene's prefix of object tokens (K, H): the prefix
         once, its KV-cache repeated for the B continuations, as inference shares it.
 
-        Returns the LM loss over the answer tokens, the last hidden states (B, L, H) of the
+        Returns the LM loss over the answer tokens (None without `with_loss`: the LM head, a
+        fifth of the LLM's work, is then skipped), the last hidden states (B, L, H) of the
         sequences and their ids (B, L), right-padded with EOS.
         """
         prefix = self.prompts.scene_prefix(len(scene_tokens))
@@ -341,8 +342,13 @@ class R2SModel(nn.Module):
             ids[row, : len(sequence.ids)] = torch.tensor(sequence.ids)
             labels[row, : len(sequence.ids)] = torch.tensor(sequence.labels)
             attention[row, len(prefix) : len(prefix) + len(sequence.ids)] = 1
+        embeds = self.embed(ids, None)
+        if not with_loss:
+            decoder = self.llm.get_decoder()
+            output = decoder(inputs_embeds=embeds, attention_mask=attention, past_key_values=cache)
+            return None, output.last_hidden_state, ids
         output = self.llm(
-            inputs_embeds=self.embed(ids, None),
+            inputs_embeds=embeds,
             attention_mask=attention,
             past_key_values=cache,
             labels=labels,

@@ -1,9 +1,9 @@
 """Compare trained runs (the R²S vs single-stage ablation): a Markdown table and a PNG.
 
-    python -m r2s_model.eval.compare --run two_stage=runs/default \\
-        --run single_stage=runs/single_stage --out docs/ablation
+    python -m r2s_model.eval.compare --run two_stage=out/eval-two_stage.json \\
+        --run single_stage=out/eval-single_stage.json --out docs/ablation
 
-Reads each run's `metrics.json` (written by r2s-train's final validation).
+Each run is an r2s-eval report (JSON) or a training run's folder (its `metrics.json`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def ablation_table(runs: dict[str, dict[str, Any]]) -> str:
     """Markdown: overall metrics per run, then mIoU / Acc@0.5 per reasoning category."""
     lines = [
         "| run | samples | mIoU | Acc@0.25 | Acc@0.5 | no-target acc | relevant recall "
-        "| latency p50 / p95 (ms) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| relevant precision | latency p50 / p95 (ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, summary in runs.items():
         latency = summary.get("latency_ms") or {}
@@ -40,6 +40,7 @@ def ablation_table(runs: dict[str, dict[str, Any]]) -> str:
             f"| {name} | {summary['num_samples']} | {' | '.join(cells)} "
             f"| {_number(summary.get('no_target_acc'))} "
             f"| {_number(summary.get('relevant_recall'))} "
+            f"| {_number(summary.get('relevant_precision'))} "
             f"| {latency.get('p50', 0):.0f} / {latency.get('p95', 0):.0f} |"
         )
     categories = sorted({c for s in runs.values() for c in s.get("per_category", {})})
@@ -82,15 +83,15 @@ def ablation_plot(runs: dict[str, dict[str, Any]], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=FOLDER")
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH")
     parser.add_argument("--out", type=Path, default=Path("ablation"))
     args = parser.parse_args(argv)
     runs = {}
     for spec in args.run:
-        name, _, folder = spec.partition("=")
-        path = Path(folder) / "metrics.json"
+        name, _, given = spec.partition("=")
+        path = Path(given) / "metrics.json" if Path(given).is_dir() else Path(given)
         if not name or not path.is_file():
-            parser.error(f"--run {spec!r}: expected NAME=FOLDER with FOLDER/metrics.json")
+            parser.error(f"--run {spec!r}: expected NAME=REPORT.json or NAME=RUN_FOLDER")
         runs[name] = json.loads(path.read_text())
     table = ablation_table(runs)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from r2s_model.data.io import read_scene, scene_ids
+from r2s_model.device import resolve_device
 from r2s_model.objects.checkpoint import DEFAULT_PARSER, load_parser, parser_digest
 from r2s_model.objects.detect import detect_objects
 from r2s_model.superpoints import SuperpointParams
@@ -65,7 +66,10 @@ def cache_folder(root: Path, digest: str) -> Path:
 
 
 def build_cache(
-    root: Path, parser_folder: Path = DEFAULT_PARSER, splits: tuple[str, ...] = ("train", "val")
+    root: Path,
+    parser_folder: Path = DEFAULT_PARSER,
+    splits: tuple[str, ...] = ("train", "val"),
+    device: str = "cpu",
 ) -> Path:
     """Runs the parser on every scene of `splits` (stored superpoints) and writes the cache;
     scenes already cached from the same file and weights are skipped."""
@@ -78,7 +82,7 @@ def build_cache(
         if manifest_path.is_file()
         else {"parser_digest": digest, "parser": str(parser_folder), "scenes": {}}
     )
-    parser = load_parser(parser_folder)
+    parser = load_parser(parser_folder, resolve_device(device))
     ids = [scene_id for split in splits for scene_id in scene_ids(root, split)]
     start = time.perf_counter()
     for scene_id in tqdm(ids, desc="caching objects", unit="scene"):
@@ -158,10 +162,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parser", type=Path, default=DEFAULT_PARSER, help="parser weights")
     parser.add_argument("--splits", nargs="+", default=["train", "val"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    folder = build_cache(args.data, args.parser, tuple(args.splits))
+    folder = build_cache(args.data, args.parser, tuple(args.splits), args.device)
     print(f"cache: {folder}")
 
 

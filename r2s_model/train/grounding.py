@@ -10,6 +10,7 @@ cached val states: stage 1's choices become stage 2's priors.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from r2s_model.train.model_init import build_model
 from r2s_model.train.samples import UNMATCHED, InstructionSample, load_split
 from r2s_model.train.states import SampleStates, read_states, states_folder
 
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # no-target score thresholds tried at export
 VAL_KEYS = ("miou", "acc50", "no_target_acc", "relevant_recall", "relevant_precision")
 IGNORE = -100
 
@@ -143,19 +145,22 @@ class GroundingTask:
         self.val_objects, self.val_samples = load_split(val, cache, max_relevant)
         self.train_states = read_states(folder, data.train_split)
         self.val_states = read_states(folder, data.val_split)
-        for split, samples, states in (
-            (data.train_split, self.train_samples, self.train_states),
-            (data.val_split, self.val_samples, self.val_states),
-        ):
-            missing = [s.sample_id for s in samples if s.sample_id not in states]
-            if missing:
-                raise FileNotFoundError(
-                    f"{folder / split}: no cached states for {len(missing)} samples (e.g. "
-                    f"{missing[0]}); run r2s-cache-states --checkpoint {config.init_from} "
-                    f"--data {root}"
-                )
+        missing = [s.sample_id for s in self.val_samples if s.sample_id not in self.val_states]
+        if missing or not self.train_states:
+            raise FileNotFoundError(
+                f"{folder}: states missing for {len(missing)} val samples or every train "
+                f"sample; run r2s-cache-states --checkpoint {config.init_from} --data {root}"
+            )
+        # A partial train cache (an interrupted r2s-cache-states) trains on what it holds.
+        self.train_samples = [s for s in self.train_samples if s.sample_id in self.train_states]
         self.two_stage = config.model.mode == "two_stage"
-        self.data_info = {**train.info, "object_cache": str(cache.folder), "states": str(folder)}
+        self.data_info = {
+            **train.info,
+            "object_cache": str(cache.folder),
+            "states": str(folder),
+            "train_samples_used": len(self.train_samples),
+            "train_scenes_used": len({s.scene_id for s in self.train_samples}),
+        }
         self.model: R2SModel | None = None
 
     def build(self) -> nn.Module:
@@ -204,8 +209,22 @@ class GroundingTask:
         )
 
     def export(self, module: nn.Module, out: Path, metadata: dict[str, Any]) -> None:
-        dtype = getattr(torch, self.config.export_dtype)
-        save_checkpoint(self.model, out, {**metadata, "stage": "grounding"}, dtype=dtype)
+        """Saves the whole model with the score threshold that maximises val mIoU."""
+        sweep = {
+            threshold: score_cached(
+                module.head,
+                self.val_samples,
+                self.val_objects,
+                self.val_states,
+                two_stage=self.two_stage,
+                score_threshold=threshold,
+            )["miou"]
+            for threshold in THRESHOLDS
+        }
+        best = max(sweep, key=lambda threshold: (sweep[threshold], -abs(threshold - 0.5)))
+        self.model.config = dataclasses.replace(self.model.config, score_threshold=best)
+        metadata = {**metadata, "stage": "grounding", "score_threshold_sweep": sweep}
+        save_checkpoint(self.model, out, metadata, dtype=getattr(torch, self.config.export_dtype))
 
 
 def score_cached(

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from r2s_model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
 from r2s_model.data.io import SyntheticDataset
+from r2s_model.device import resolve_device
 from r2s_model.grounding.objects import ObjectSet
 from r2s_model.model import R2SModel
 from r2s_model.objects.cache import ObjectCache
@@ -59,11 +62,18 @@ def scene_states(
     objects = objects.to(model.device)
     tokens = model.scene_tokens(objects.category_probs, objects.color_probs)
     sequences = [s for sample in samples for s in answer_sequences(model, sample)]
-    hidden_rows, id_rows = [], []
-    for first in range(0, len(sequences), CHUNK):
-        _, hidden, ids = model.teacher_forced(tokens, sequences[first : first + CHUNK])
-        hidden_rows += list(hidden.half().cpu())
-        id_rows += list(ids.cpu())
+    # Chunks of similar lengths waste little on padding (single-stage sequences are short).
+    order = sorted(range(len(sequences)), key=lambda index: len(sequences[index].ids))
+    hidden_rows: list[Tensor] = [torch.empty(0)] * len(sequences)
+    id_rows: list[Tensor] = [torch.empty(0)] * len(sequences)
+    for first in range(0, len(order), CHUNK):
+        chunk = order[first : first + CHUNK]
+        _, hidden, ids = model.teacher_forced(
+            tokens, [sequences[index] for index in chunk], with_loss=False
+        )
+        for row, index in enumerate(chunk):
+            hidden_rows[index] = hidden[row].half().cpu()
+            id_rows[index] = ids[row].cpu()
     states = []
     for index in range(len(samples)):
         two, single = 2 * index, 2 * index + 1
@@ -75,11 +85,16 @@ def scene_states(
 
 
 def build_state_cache(
-    checkpoint: Path, root: Path, splits: tuple[str, ...], parser: Path = DEFAULT_PARSER
+    checkpoint: Path,
+    root: Path,
+    splits: tuple[str, ...],
+    parser: Path = DEFAULT_PARSER,
+    device: str = "cpu",
 ) -> Path:
-    model = load_checkpoint(checkpoint)
+    model = load_checkpoint(checkpoint, device=resolve_device(device))
     objects_cache = ObjectCache(root, parser)
     folder = states_folder(root, checkpoint, objects_cache)
+    start = time.perf_counter()
     for split in splits:
         dataset = SyntheticDataset(root, split)
         (folder / split).mkdir(parents=True, exist_ok=True)
@@ -108,6 +123,10 @@ def build_state_cache(
             temporary = path.with_suffix(".tmp")
             torch.save(payload, temporary)
             temporary.replace(path)
+    manifest = folder / "manifest.json"
+    seconds = round(time.perf_counter() - start, 1)
+    record = {"checkpoint": str(checkpoint), "object_cache": objects_cache.folder.name}
+    manifest.write_text(json.dumps({**record, "last_run_seconds": seconds}, indent=1) + "\n")
     return folder
 
 
