@@ -75,7 +75,13 @@ class GroundingTraining(nn.Module):
         target = self.head.target_logits(
             batch.target_states, objects, batch.priors, batch.prior_valid
         )
-        losses = {"target": F.cross_entropy(target, batch.target_labels, ignore_index=IGNORE)}
+        # A cross-entropy with every label ignored is 0/0 = NaN: a batch whose targets the parser
+        # all missed gets a zero loss instead (one with a graph, for backward).
+        if batch.target_labels.ne(IGNORE).any():
+            target_loss = F.cross_entropy(target, batch.target_labels, ignore_index=IGNORE)
+        else:
+            target_loss = (target * 0).sum()
+        losses = {"target": target_loss}
         losses["relevant"] = target.new_zeros(())
         if self.two_stage and batch.relevant_labels.ne(IGNORE).any():
             logits = self.head.relevant_logits(batch.relevant_states, batch.relevant_valid, objects)

@@ -1,0 +1,90 @@
+"""Grounding-stage batches from cached states: labels, priors, padding, and the losses."""
+
+import numpy as np
+import torch
+
+from r2s_model.grounding.head import GroundingHead
+from r2s_model.grounding.objects import ObjectSet
+from r2s_model.train.grounding import IGNORE, GroundingTraining, stack_batch
+from r2s_model.train.samples import UNMATCHED, InstructionSample
+from r2s_model.train.states import SampleStates
+
+H, D, C, L = 16, 8, 5, 4
+
+
+def objects(count: int) -> ObjectSet:
+    low = torch.rand(count, 3)
+    return ObjectSet(
+        torch.randn(count, D), torch.rand(count, C).softmax(-1), torch.rand(count, L).softmax(-1),
+        low, low + 0.5, torch.ones(count, dtype=torch.bool),
+    )  # fmt: skip
+
+
+def sample(sample_id: str, scene_id: str, relevant: list[int], target: int | None):
+    return InstructionSample(
+        sample_id, scene_id, "relation", "question", ["name"] * len(relevant),
+        None if target is None else "name", relevant, target, np.zeros(5, np.float32),
+    )  # fmt: skip
+
+
+def states(relevant: int) -> SampleStates:
+    return SampleStates(
+        torch.randn(relevant, H).half(), torch.randn(H).half(), torch.randn(H).half()
+    )
+
+
+SCENES = {"small": objects(3), "large": objects(5)}
+
+
+def test_labels_priors_and_padding_of_a_batch() -> None:
+    samples = [
+        sample("a", "small", [0, UNMATCHED], 1),
+        sample("b", "large", [], None),
+        sample("c", "small", [2], UNMATCHED),
+    ]
+    cached = {"a": states(2), "b": states(0), "c": states(1)}
+    batch = stack_batch(samples, SCENES, cached, True, [[0], [], [2, 1]])
+    assert batch.objects.valid.tolist() == [
+        [True] * 3 + [False] * 2,
+        [True] * 5,
+        [True] * 3 + [False] * 2,
+    ]
+    # "none" is the column after the (padded) objects; an unmatched target is ignored.
+    assert batch.target_labels.tolist() == [1, 5, IGNORE]
+    assert batch.relevant_labels.tolist() == [[0, IGNORE], [IGNORE, IGNORE], [2, IGNORE]]
+    assert batch.relevant_valid.tolist() == [[True, True], [False, False], [True, False]]
+    assert batch.priors.tolist() == [[0, 0], [0, 0], [2, 1]]
+    assert batch.prior_valid.tolist() == [[True, False], [False, False], [True, True]]
+    torch.testing.assert_close(batch.target_states[0], cached["a"].two_stage.float())
+    single = stack_batch(samples, SCENES, cached, False, [[], [], []])
+    torch.testing.assert_close(single.target_states[2], cached["c"].single_stage.float())
+    assert single.priors.shape == (3, 0)
+
+
+def test_a_batch_without_any_matched_label_has_a_zero_loss_not_nan() -> None:
+    """Every object of the batch missed by the parser: nothing to learn, and nothing must
+    become NaN (an all-ignored cross-entropy is 0/0)."""
+    head = GroundingHead(H, D, C, L, dim=16, num_layers=1)
+    samples = [sample("a", "small", [UNMATCHED], UNMATCHED), sample("b", "large", [], UNMATCHED)]
+    batch = stack_batch(samples, SCENES, {"a": states(1), "b": states(0)}, True, [[], []])
+    for two_stage in (True, False):
+        losses = GroundingTraining(head, two_stage)(batch)
+        assert all(float(value) == 0.0 for value in losses.values()), losses
+        head.zero_grad()
+        losses["total"].backward()
+        assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+
+
+def test_the_losses_are_cross_entropies_over_the_labelled_rows() -> None:
+    torch.manual_seed(0)
+    head = GroundingHead(H, D, C, L, dim=16, num_layers=1).eval()
+    samples = [sample("a", "small", [0, UNMATCHED], 1), sample("c", "small", [2], UNMATCHED)]
+    batch = stack_batch(samples, SCENES, {"a": states(2), "c": states(1)}, True, [[0], [2]])
+    losses = GroundingTraining(head, True)(batch)
+    target = head.target_logits(batch.target_states, batch.objects, batch.priors, batch.prior_valid)
+    relevant = head.relevant_logits(batch.relevant_states, batch.relevant_valid, batch.objects)
+    expected_target = -target.log_softmax(-1)[0, 1]
+    expected_relevant = -(relevant.log_softmax(-1)[0, 0, 0] + relevant.log_softmax(-1)[1, 0, 2]) / 2
+    torch.testing.assert_close(losses["target"], expected_target)
+    torch.testing.assert_close(losses["relevant"], expected_relevant)
+    torch.testing.assert_close(losses["total"], expected_target + expected_relevant)
