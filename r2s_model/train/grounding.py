@@ -233,6 +233,7 @@ class GroundingTask:
         save_checkpoint(self.model, out, metadata, dtype=getattr(torch, self.config.export_dtype))
 
 
+@torch.no_grad()
 def score_cached(
     head: GroundingHead,
     samples: list[InstructionSample],
