@@ -1,8 +1,9 @@
 """Checkpoints: the trained weights (safetensors) and a JSON config naming the LLM they need.
 
-A checkpoint folder holds `config.json` and `model.safetensors`. Only what training changes is
-stored (encoder, compressor, decoder, projectors, LoRA and special-token rows), so the base LLM
-is loaded from its source and identified by the SHA-256 of its weights.
+A checkpoint folder holds `config.json` and `model.safetensors`. Everything outside the base
+LLM is stored (the frozen scene parser, the grounding head) with the LLM's trainable part (LoRA
+and special-token rows), so the base LLM is loaded from its source and identified by the
+SHA-256 of its weights.
 """
 
 from __future__ import annotations
