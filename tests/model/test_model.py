@@ -106,8 +106,8 @@ def test_a_taught_instruction_is_answered_with_its_proposals(taught) -> None:
 
 
 def test_inference_states_are_the_teacher_forced_states(taught) -> None:
-    """The grounding head trains on teacher-forced states (r2s-cache-states); generation must
-    produce the same [REL] and [SEG] states on the shared prefix cache."""
+    """The grounding head trains on teacher-forced states (r2s-cache-states, which skips the LM
+    head); generation must produce the same [REL] and [SEG] states on the shared prefix cache."""
     model, encoded = taught
     prompts = model.prompts
     sequence = prompts.two_stage_sequence(INSTRUCTION, list(RELEVANT), TARGET[0])
@@ -115,6 +115,7 @@ def test_inference_states_are_the_teacher_forced_states(taught) -> None:
     with torch.no_grad():
         tokens = model.scene_tokens(objects.category_probs, objects.color_probs)
         _, hidden, ids = model.teacher_forced(tokens, [sequence])
+        _, without_loss, _ = model.teacher_forced(tokens, [sequence], with_loss=False)
         cache, _ = model.run_prefix(objects)
         question = prompts.question(INSTRUCTION) + prompts.stage1_prompt()
         generated, relevant = _generate(model, question, cache, 20, REL, 4)
@@ -124,6 +125,7 @@ def test_inference_states_are_the_teacher_forced_states(taught) -> None:
     expected_target = hidden[0][model.state_slots(ids[0], SEG)]
     torch.testing.assert_close(relevant, expected_relevant, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(target, expected_target, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(without_loss, hidden)  # the state cache's path (no LM head)
 
 
 def test_teacher_forcing_rows_do_not_see_each_others_padding(model: R2SModel, scene) -> None:
