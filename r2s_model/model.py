@@ -5,9 +5,10 @@ object proposals.
 LLM token per proposal (its category and colour evidence in the LLM's own word-embedding space),
 whose KV-cache is the prefix every instruction on the scene continues. `segment` writes the
 question after it; stage 1 generates the relevant objects' names, each followed by [REL], and the
-grounding head picks, per [REL] state, one proposal (or none); stage 2 generates the target's
-name and [SEG], and the head picks the target among all proposals with the chosen relevant ones
-as priors, or answers that nothing matches. The target mask is the chosen proposal's points.
+grounding head picks, per [REL] state, one proposal (or none); stage 2 writes the target's name
+(the likeliest, by the LLM, of the names the parser read in the scene and "nothing") and [SEG],
+and the head picks the target among all proposals with the chosen relevant ones as priors, or
+answers that nothing matches. The target mask is the chosen proposal's points.
 
 The LLM's object tokens are parameter-free (a mixture of the category and colour names' word
 embeddings), so the LLM's hidden states for a question on a scene depend only on the LLM and its
@@ -17,6 +18,7 @@ the cache.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +42,15 @@ from r2s_model.llm import (
 from r2s_model.objects.detect import detect_objects
 from r2s_model.objects.parser import SceneParser
 from r2s_model.objects.proposals import ObjectProposals
-from r2s_model.prompts import IGNORE_INDEX, REL, SCENE, SEG, PromptBuilder, TokenSequence
+from r2s_model.prompts import (
+    IGNORE_INDEX,
+    NO_TARGET,
+    REL,
+    SCENE,
+    SEG,
+    PromptBuilder,
+    TokenSequence,
+)
 from r2s_model.scene import SceneEncoding, capped_neighbours
 from r2s_model.validation import InvalidInstruction, clean_cloud, clean_instruction
 
@@ -205,7 +215,12 @@ class R2SModel(nn.Module):
         prefix, length = self.run_prefix(objects)
         prefix_ms = (time.perf_counter() - start) * 1000
         timings = detected.timings_ms
-        names = [parser.config.categories[i] for i in objects.category_probs.argmax(1).tolist()]
+        categories = objects.category_probs.argmax(1).tolist()
+        colors = objects.color_probs.argmax(1).tolist()
+        names = [
+            f"{parser.config.colors[color]} {parser.config.categories[category]}"
+            for color, category in zip(colors, categories, strict=True)
+        ]
         capped, nearest = capped_neighbours(np.asarray(points), cloud)
         return SceneEncoding(
             cloud,
@@ -291,10 +306,8 @@ class R2SModel(nn.Module):
             prompt = prompts.stage2_prompt()
         else:
             prompt = question + prompts.single_stage_prompt()
-        generated, states = _generate(self, prompt, cache, config.stage2_max_new_tokens, SEG, 1)
+        generated, states = _name_target(self, prompt, cache, scene.object_names)
         answer = generated
-        if len(states) == 0:  # the LLM never emitted [SEG]: ask for it explicitly
-            states = _run(self, [prompts.ids[SEG]], None, cache)[0][-1:]
         priors = torch.tensor([chosen], dtype=torch.long, device=self.device).reshape(1, -1)
         logits = self.grounding.target_logits(
             states[:1], objects, priors, torch.ones_like(priors, dtype=torch.bool)
@@ -415,3 +428,40 @@ def _generate(
                 break
     empty = torch.zeros(0, hidden.shape[-1], device=hidden.device, dtype=hidden.dtype)
     return generated, torch.stack(states) if states else empty
+
+
+def _name_target(
+    model: R2SModel, prompt: list[int], cache: DynamicCache, names: list[str]
+) -> tuple[list[int], Tensor]:
+    """Stage 2's answer, restricted to the scene: after `prompt`, the LLM scores
+    " <name>[SEG]" for every object name the parser read in the scene and " nothing[SEG]",
+    and the likeliest is written. A free answer can name a colour the scene does not have,
+    and the grounding head, trained on true names, trusts it. Returns the written ids and the
+    [SEG] state (1, H)."""
+    prompts = model.prompts
+    _, logits = _run(model, prompt, None, cache)
+    options = [
+        prompts.text(" " + name) + [prompts.ids[SEG]] for name in [*dict.fromkeys(names), NO_TARGET]
+    ]
+    length = max(len(option) for option in options)
+    ids = torch.full((len(options), length), prompts.eos_id, device=model.device)
+    past = cache.get_seq_length()
+    attention = torch.zeros(len(options), past + length, dtype=torch.long, device=model.device)
+    attention[:, :past] = 1
+    for row, option in enumerate(options):
+        ids[row, : len(option)] = torch.tensor(option)
+        attention[row, past : past + len(option)] = 1
+    branch = copy.deepcopy(cache)
+    branch.batch_repeat_interleave(len(options))
+    output = model.llm(inputs_embeds=model.embed(ids, None), attention_mask=attention,
+                       past_key_values=branch)  # fmt: skip
+    following = output.logits.float().log_softmax(-1)
+    first = logits.float().log_softmax(-1)
+    scores = [
+        float(first[option[0]])
+        + sum(float(following[row, step - 1, option[step]]) for step in range(1, len(option)))
+        for row, option in enumerate(options)
+    ]
+    chosen = options[max(range(len(options)), key=scores.__getitem__)]
+    hidden, _ = _run(model, chosen, None, cache)
+    return chosen, hidden[-1:]

@@ -29,7 +29,7 @@ class SceneEncoding:
     prefix_length: int
     superpoints_ms: float
     encode_ms: float
-    category_names: list[str] = field(default_factory=list)  # most likely, per object
+    object_names: list[str] = field(default_factory=list)  # likeliest colour + category
     # Finite input points the size cap removed (indices), and the nearest kept point of each.
     capped: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     capped_nearest: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))

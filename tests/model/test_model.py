@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from r2s_model.config import InputLimits
-from r2s_model.model import R2SModel, SegmentationStatus, _generate
+from r2s_model.model import R2SModel, SegmentationStatus, _generate, _name_target
 from r2s_model.prompts import REL, SEG
-from tests.model.tiny import teach, tiny_model, tiny_scene
+from r2s_model.scene import SceneEncoding
+from tests.model.tiny import name_objects, teach, tiny_model, tiny_scene
 
 MODES = ["two_stage", "single_stage"]
 INSTRUCTION = "the lamp on the red box"
@@ -36,7 +37,12 @@ def taught(scene):
     assert encoded.num_objects > max(TARGET[1], *RELEVANT.values())
     teach(model, encoded, INSTRUCTION, RELEVANT, TARGET)
     # An encoding holds the LLM's cache of the object tokens: encode again with the new weights.
-    return model, model.encode_scene(scene.points, scene.colors)
+    return model, encode(model, scene)
+
+
+def encode(model: R2SModel, scene) -> SceneEncoding:
+    """The scene encoded, its taught objects named as taught."""
+    return name_objects(model.encode_scene(scene.points, scene.colors), RELEVANT, TARGET)
 
 
 def test_bad_instructions_and_empty_scenes_get_statuses(model: R2SModel, scene) -> None:
@@ -120,7 +126,8 @@ def test_inference_states_are_the_teacher_forced_states(taught) -> None:
         question = prompts.question(INSTRUCTION) + prompts.stage1_prompt()
         generated, relevant = _generate(model, question, cache, 20, REL, 4)
         assert generated == prompts.relevant_answer(list(RELEVANT))[:-1]
-        _, target = _generate(model, prompts.stage2_prompt(), cache, 20, SEG, 1)
+        named, target = _name_target(model, prompts.stage2_prompt(), cache, encoded.object_names)
+        assert named == prompts.target_answer(TARGET[0])[:-1]
     expected_relevant = hidden[0][model.state_slots(ids[0], REL)]
     expected_target = hidden[0][model.state_slots(ids[0], SEG)]
     torch.testing.assert_close(relevant, expected_relevant, atol=1e-4, rtol=1e-4)
@@ -160,7 +167,7 @@ def test_reused_encoding_gives_identical_results_and_is_cropped_back(taught, sce
         model.segment(encoded, INSTRUCTION, on_relevant=stop)
     assert encoded.prefix.get_seq_length() == length
     again = model.segment(encoded, INSTRUCTION)
-    fresh = model.segment(model.encode_scene(scene.points, scene.colors), INSTRUCTION)
+    fresh = model.segment(encode(model, scene), INSTRUCTION)
     for other in (again, fresh):
         assert np.array_equal(other.target_mask, first.target_mask)
         assert other.target_score == pytest.approx(first.target_score, abs=1e-6)
@@ -174,7 +181,7 @@ def test_bfloat16_llm_with_float32_heads(taught, scene) -> None:
     half = copy.deepcopy(model)
     half.llm.to(torch.bfloat16)
     assert half.grounding.kind.weight.dtype == torch.float32
-    output = half.segment(half.encode_scene(scene.points, scene.colors), INSTRUCTION)
+    output = half.segment(encode(half, scene), INSTRUCTION)
     assert output.status == SegmentationStatus.OK and output.answer == reference.answer
     assert np.array_equal(output.target_mask, reference.target_mask)
     assert abs(output.target_score - reference.target_score) < 0.05

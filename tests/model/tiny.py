@@ -84,6 +84,16 @@ def object_ids(scene: TinyScene) -> list[int]:
     return ids[np.argsort(-counts, kind="stable")].tolist()
 
 
+def name_objects(
+    scene: SceneEncoding, relevant: dict[str, int], target: tuple[str, int] | None
+) -> SceneEncoding:
+    """Stage 2 names one of the scene's objects: gives the taught objects the taught names, as
+    if the (random) parser had read them so."""
+    for name, index in [*relevant.items(), *([target] if target else [])]:
+        scene.object_names[index] = name
+    return scene
+
+
 def teach(
     model: R2SModel,
     scene: SceneEncoding,
@@ -98,6 +108,7 @@ def teach(
     proposal index; `target` (name, index) or None for no target)."""
     prompts = model.prompts
     objects = scene.objects
+    name_objects(scene, relevant, target)
     tokens = model.scene_tokens(objects.category_probs, objects.color_probs)
     sequences = [
         prompts.two_stage_sequence(instruction, list(relevant), target and target[0]),
