@@ -2,9 +2,10 @@
 elements, whose worker the test can hold after stage 1 through stdin.
 
 The model is the real tiny R2S model with its LM head biased towards [REL] and its score
-threshold near zero, so stage 1 writes `max_relevant` [REL]s on any scene, each choosing a proposal. For an instruction that starts with
-HOLD, the stage-1 hook first hands the elements on (the node publishes its feedback), then prints
-`held <instruction>` and waits for a `release` line on stdin before stage 2. The node takes the
+threshold near zero, so stage 1 writes `max_relevant` [REL]s on any scene, each choosing a
+proposal. For an instruction that starts with HOLD, the stage-1 hook first hands the elements on
+(the node publishes its feedback), then prints `held <instruction>` and waits for a `release`
+line on stdin before stage 2. The node takes the
 usual --ros-args and exits on SIGINT or SIGTERM.
 """
 
