@@ -42,14 +42,6 @@ class ObjectProposals:
     def __len__(self) -> int:
         return len(self.features)
 
-    @property
-    def centers(self) -> Tensor:
-        return (self.box_min + self.box_max) / 2
-
-    @property
-    def sizes(self) -> Tensor:
-        return self.box_max - self.box_min
-
     def point_objects(self, superpoints: Tensor) -> Tensor:
         """superpoints (N,) int64 -> (N,) int64 proposal of each point."""
         return self.superpoint_object[superpoints]
