@@ -6,9 +6,10 @@ LLM token per proposal (its category and colour evidence in the LLM's own word-e
 whose KV-cache is the prefix every instruction on the scene continues. `segment` writes the
 question after it; stage 1 generates the relevant objects' names, each followed by [REL], and the
 grounding head picks, per [REL] state, one proposal (or none); stage 2 writes the target's name
-(the likeliest, by the LLM, of the names the parser read in the scene and "nothing") and [SEG],
-and the head picks the target among all proposals with the chosen relevant ones as priors, or
-answers that nothing matches. The target mask is the chosen proposal's points.
+(the likeliest, by the LLM, of the scene's objects named as the question names them, and
+"nothing") and [SEG], and the head picks the target among all proposals with the chosen
+relevant ones as priors and the question's word states as context, or answers that nothing
+matches. The target mask is the chosen proposal's points.
 
 The LLM's object tokens are parameter-free (a mixture of the category and colour names' word
 embeddings), so the LLM's hidden states for a question on a scene depend only on the LLM and its
@@ -50,6 +51,7 @@ from r2s_model.prompts import (
     SEG,
     PromptBuilder,
     TokenSequence,
+    stated_name,
 )
 from r2s_model.scene import SceneEncoding, capped_neighbours
 from r2s_model.validation import InvalidInstruction, clean_cloud, clean_instruction
@@ -217,8 +219,8 @@ class R2SModel(nn.Module):
         timings = detected.timings_ms
         categories = objects.category_probs.argmax(1).tolist()
         colors = objects.color_probs.argmax(1).tolist()
-        names = [
-            f"{parser.config.colors[color]} {parser.config.categories[category]}"
+        labels = [
+            (parser.config.colors[color], parser.config.categories[category])
             for color, category in zip(colors, categories, strict=True)
         ]
         capped, nearest = capped_neighbours(np.asarray(points), cloud)
@@ -230,7 +232,7 @@ class R2SModel(nn.Module):
             length,
             timings.get("superpoints", 0.0),
             timings["encode"] + timings["proposals"] + prefix_ms,
-            names,
+            labels,
             capped,
             nearest,
         )
@@ -276,21 +278,24 @@ class R2SModel(nn.Module):
         objects = ObjectSet.stack([scene.objects])
         cache = scene.prefix
         start = time.perf_counter()
-        question = prompts.question(text)
+        words = _run(self, prompts.question(text), None, cache)[0][None]
+        word_valid = torch.ones(words.shape[:2], dtype=torch.bool, device=self.device)
         relevant: list[RelevantPrediction] = []
         chosen: list[int] = []
         generated_tokens = 0
         answer: list[int] = []
         if config.mode == "two_stage":
             generated, states = _generate(
-                self, question + prompts.stage1_prompt(), cache, config.stage1_max_new_tokens,
-                REL, config.max_relevant,
+                self, prompts.stage1_prompt(), cache, config.stage1_max_new_tokens, REL,
+                config.max_relevant,
             )  # fmt: skip
             generated_tokens += len(generated)
             names = prompts.relevant_names(generated)
             if len(states):
                 valid = torch.ones(1, len(states), dtype=torch.bool, device=self.device)
-                logits = self.grounding.relevant_logits(states[None], valid, objects)[0]
+                logits = self.grounding.relevant_logits(
+                    states[None], valid, objects, words, word_valid
+                )[0]
                 for name, probabilities in zip(names, logits.softmax(-1), strict=False):
                     score, index = probabilities.max(0)
                     index = int(index)
@@ -305,13 +310,15 @@ class R2SModel(nn.Module):
             start = time.perf_counter()
             prompt = prompts.stage2_prompt()
         else:
-            prompt = question + prompts.single_stage_prompt()
-        generated, states = _name_target(self, prompt, cache, scene.object_names)
+            prompt = prompts.single_stage_prompt()
+        names = [stated_name(text, color, category) for color, category in scene.object_labels]
+        generated, states = _name_target(self, prompt, cache, names)
         answer = generated
         priors = torch.tensor([chosen], dtype=torch.long, device=self.device).reshape(1, -1)
         logits = self.grounding.target_logits(
-            states[:1], objects, priors, torch.ones_like(priors, dtype=torch.bool)
-        )[0]
+            states[:1], objects, priors, torch.ones_like(priors, dtype=torch.bool), words,
+            word_valid,
+        )[0]  # fmt: skip
         probabilities = logits.softmax(-1)
         score, index = probabilities[:-1].max(0)
         index = int(index)
@@ -434,7 +441,8 @@ def _name_target(
     model: R2SModel, prompt: list[int], cache: DynamicCache, names: list[str]
 ) -> tuple[list[int], Tensor]:
     """Stage 2's answer, restricted to the scene: after `prompt`, the LLM scores
-    " <name>[SEG]" for every object name the parser read in the scene and " nothing[SEG]",
+    " <name>[SEG]" for every object of the scene, named as the question would (`stated_name`
+    of what the parser read), and " nothing[SEG]",
     and the likeliest is written. A free answer can name a colour the scene does not have,
     and the grounding head, trained on true names, trusts it. Returns the written ids and the
     [SEG] state (1, H)."""

@@ -4,9 +4,12 @@ Layout (<scene> placeholders are replaced by one object token each before the LL
 
     scene prefix   <scene>×K "\\n"                        once per scene (KV-cached, shared)
     question       "Question: {instruction}\\n"
-    stage 1        "Related:" -> " green chair[REL], wooden brown table[REL]" <eos>
-    stage 2        "\\nTarget:" -> " white lamp[SEG]" <eos>     (" nothing[SEG]" when none)
-    single stage   question + "Target:" -> " white lamp[SEG]" <eos>
+    stage 1        "Related:" -> " green chair[REL], table[REL]" <eos>
+    stage 2        "\\nTarget:" -> " lamp[SEG]" <eos>     (" nothing[SEG]" when none)
+    single stage   question + "Target:" -> " lamp[SEG]" <eos>
+
+Answers name objects as the question does (`stated_name`): the category, with the colour only
+where the question states it.
 
 The hidden states the LLM produces with [REL]/[SEG] as input are what the grounding head
 scores the objects with. Pieces are tokenised separately and concatenated, so a special token
@@ -17,6 +20,7 @@ special token's id; special ids are only ever placed by the builder itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
@@ -27,6 +31,20 @@ REL, SEG, SCENE = SPECIAL_TOKENS
 IGNORE_INDEX = -100
 NO_RELEVANT = "none"
 NO_TARGET = "nothing"
+
+
+def stated_name(question: str, color: str, category: str) -> str:
+    """How an answer to `question` names an object of `category` and `color`: "lamp", or
+    "white lamp" where the question says "white" ("brown" counts for "wooden brown").
+
+    An answer never states what the question does not give: which chair is "nearest the
+    window" the LLM cannot read from words, so a gold answer naming that chair's colour would
+    teach it to guess, and the grounding head to trust the guess."""
+    noun = category.replace("_", " ")
+    word = color.split()[-1]
+    if re.search(rf"\b{re.escape(word)}\b", question, flags=re.IGNORECASE):
+        return f"{color} {noun}"
+    return noun
 
 
 @dataclass

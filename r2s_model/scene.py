@@ -29,7 +29,8 @@ class SceneEncoding:
     prefix_length: int
     superpoints_ms: float
     encode_ms: float
-    object_names: list[str] = field(default_factory=list)  # likeliest colour + category
+    # Each proposal's likeliest (colour, category), as the parser reads it.
+    object_labels: list[tuple[str, str]] = field(default_factory=list)
     # Finite input points the size cap removed (indices), and the nearest kept point of each.
     capped: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     capped_nearest: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))

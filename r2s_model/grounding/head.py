@@ -3,9 +3,11 @@
 Stage 1 reads the [REL] states together with every object and scores, per [REL], each object
 and "none". Stage 2 reads the [SEG] state, the chosen relevant objects (prior tokens) and every
 object, each object also carrying its geometry relative to each prior (`relation_features`),
-and scores each object and "no target". Both are small transformers over
-[queries, (priors,) objects]: attention lets candidates compare with one another (nearest,
-largest), the relation features make spatial words cheap to learn.
+and scores each object and "no target". Both also read the LLM's states of the question's
+words, so what the answer's name leaves out ("nearest the window", "the red one") stays in
+reach. Both are small transformers over [queries, (priors,) words, objects]: attention lets
+candidates compare with one another (nearest, largest), the relation features make spatial
+words cheap to learn.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 from r2s_model.grounding.objects import NUM_RELATION_FEATURES, ObjectSet, relation_features
 from r2s_model.spatial import SpatialEncoding
 
-QUERY, PRIOR, OBJECT = range(3)
+QUERY, PRIOR, OBJECT, WORD = range(4)
 
 
 class _Scorer(nn.Module):
@@ -68,11 +70,12 @@ class GroundingHead(nn.Module):
         )
         self.spatial = SpatialEncoding(dim, spatial_frequencies)
         self.query_in = nn.Sequential(nn.LayerNorm(llm_hidden), nn.Linear(llm_hidden, dim))
+        self.word_in = nn.Sequential(nn.LayerNorm(llm_hidden), nn.Linear(llm_hidden, dim))
         self.relation = nn.Sequential(
             nn.Linear(NUM_RELATION_FEATURES, dim), nn.GELU(), nn.Linear(dim, dim)
         )
         self.prior_slot = nn.Embedding(max_priors, dim)
-        self.kind = nn.Embedding(3, dim)
+        self.kind = nn.Embedding(4, dim)
         self.relevant_layers = _layers(dim, num_layers, num_heads)
         self.target_layers = _layers(dim, num_layers, num_heads)
         self.relevant_scorer = _Scorer(dim)
@@ -88,20 +91,41 @@ class GroundingHead(nn.Module):
         box = self.spatial(objects.centers, objects.sizes, low, high)
         return self.object_in(evidence) + box
 
-    def relevant_logits(self, states: Tensor, state_valid: Tensor, objects: ObjectSet) -> Tensor:
-        """states (B, R, H) at [REL], state_valid (B, R) bool -> (B, R, K + 1) logits."""
+    def word_tokens(self, words: Tensor) -> Tensor:
+        """(B, W, H) LLM states of the question's words -> (B, W, dim)."""
+        return self.word_in(words) + self.kind.weight[WORD]
+
+    def relevant_logits(
+        self,
+        states: Tensor,
+        state_valid: Tensor,
+        objects: ObjectSet,
+        words: Tensor,
+        word_valid: Tensor,
+    ) -> Tensor:
+        """states (B, R, H) at [REL], state_valid (B, R) bool, words (B, W, H) with word_valid
+        (B, W) bool -> (B, R, K + 1) logits."""
         count = states.shape[1]
         queries = self.query_in(states) + self.kind.weight[QUERY]
         tokens = self.object_tokens(objects) + self.kind.weight[OBJECT]
-        valid = torch.cat([state_valid, objects.valid], dim=1)
-        out = self.relevant_layers(torch.cat([queries, tokens], 1), src_key_padding_mask=~valid)
-        return self.relevant_scorer(out[:, :count], out[:, count:], objects.valid)
+        valid = torch.cat([state_valid, word_valid, objects.valid], dim=1)
+        sequence = torch.cat([queries, self.word_tokens(words), tokens], 1)
+        out = self.relevant_layers(sequence, src_key_padding_mask=~valid)
+        keys = out[:, count + words.shape[1] :]
+        return self.relevant_scorer(out[:, :count], keys, objects.valid)
 
     def target_logits(
-        self, state: Tensor, objects: ObjectSet, priors: Tensor, prior_valid: Tensor
+        self,
+        state: Tensor,
+        objects: ObjectSet,
+        priors: Tensor,
+        prior_valid: Tensor,
+        words: Tensor,
+        word_valid: Tensor,
     ) -> Tensor:
         """state (B, H) at [SEG]; priors (B, P) int64 object indices (P <= max_priors, P may be
-        0 for single-stage), prior_valid (B, P) bool -> (B, K + 1) logits."""
+        0 for single-stage), prior_valid (B, P) bool; words (B, W, H), word_valid (B, W) ->
+        (B, K + 1) logits."""
         query = self.query_in(state)[:, None] + self.kind.weight[QUERY]
         tokens = self.object_tokens(objects)
         count = priors.shape[1]
@@ -118,8 +142,9 @@ class GroundingHead(nn.Module):
             parts.append(prior_tokens + slots + self.kind.weight[PRIOR])
             valid.append(prior_valid)
             tokens = tokens + relations.sum(2)
-        parts.append(tokens + self.kind.weight[OBJECT])
-        valid.append(objects.valid)
+        parts += [self.word_tokens(words), tokens + self.kind.weight[OBJECT]]
+        valid += [word_valid, objects.valid]
         mask = torch.cat(valid, dim=1)
         out = self.target_layers(torch.cat(parts, 1), src_key_padding_mask=~mask)
-        return self.target_scorer(out[:, :1], out[:, 1 + count :], objects.valid)[:, 0]
+        keys = out[:, 1 + count + words.shape[1] :]
+        return self.target_scorer(out[:, :1], keys, objects.valid)[:, 0]

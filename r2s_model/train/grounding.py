@@ -39,12 +39,15 @@ IGNORE = -100
 
 @dataclass
 class GroundingBatch:
-    """B instructions. objects (B, K); relevant_states (B, R, H) with relevant_valid (B, R)
+    """B instructions. objects (B, K); words (B, W, H) the question's states with word_valid
+    (B, W); relevant_states (B, R, H) with relevant_valid (B, R)
     and relevant_labels (B, R) int64 (IGNORE where unmatched); target_states (B, H),
     target_labels (B,) int64 (K = "none", IGNORE where unmatched); priors (B, P) int64 with
     prior_valid (B, P)."""
 
     objects: ObjectSet
+    words: Tensor
+    word_valid: Tensor
     relevant_states: Tensor
     relevant_valid: Tensor
     relevant_labels: Tensor
@@ -73,8 +76,9 @@ class GroundingTraining(nn.Module):
     def forward(self, batch: GroundingBatch) -> dict[str, Tensor]:
         objects = batch.objects
         target = self.head.target_logits(
-            batch.target_states, objects, batch.priors, batch.prior_valid
-        )
+            batch.target_states, objects, batch.priors, batch.prior_valid, batch.words,
+            batch.word_valid,
+        )  # fmt: skip
         # A cross-entropy with every label ignored is 0/0 = NaN: a batch whose targets the parser
         # all missed gets a zero loss instead (one with a graph, for backward).
         if batch.target_labels.ne(IGNORE).any():
@@ -84,7 +88,9 @@ class GroundingTraining(nn.Module):
         losses = {"target": target_loss}
         losses["relevant"] = target.new_zeros(())
         if self.two_stage and batch.relevant_labels.ne(IGNORE).any():
-            logits = self.head.relevant_logits(batch.relevant_states, batch.relevant_valid, objects)
+            logits = self.head.relevant_logits(
+                batch.relevant_states, batch.relevant_valid, objects, batch.words, batch.word_valid
+            )
             losses["relevant"] = F.cross_entropy(
                 logits.flatten(0, 1), batch.relevant_labels.flatten(), ignore_index=IGNORE
             )
@@ -105,10 +111,15 @@ def stack_batch(
     rows = [states[s.sample_id] for s in samples]
     count = max(1, max(len(r.relevant) for r in rows))
     hidden = rows[0].two_stage.shape[-1]
+    length = max(len(r.words) for r in rows)
+    words = torch.zeros(len(samples), length, hidden)
+    word_valid = torch.zeros(len(samples), length, dtype=torch.bool)
     relevant = torch.zeros(len(samples), count, hidden)
     relevant_valid = torch.zeros(len(samples), count, dtype=torch.bool)
     relevant_labels = torch.full((len(samples), count), IGNORE)
     for row, (sample, state) in enumerate(zip(samples, rows, strict=True)):
+        words[row, : len(state.words)] = state.words.float()
+        word_valid[row, : len(state.words)] = True
         relevant[row, : len(state.relevant)] = state.relevant.float()
         relevant_valid[row, : len(state.relevant)] = True
         for slot, label in enumerate(sample.relevant_objects[: len(state.relevant)]):
@@ -129,8 +140,8 @@ def stack_batch(
     field = "two_stage" if two_stage else "single_stage"
     target_states = torch.stack([getattr(r, field).float() for r in rows])
     return GroundingBatch(
-        sets, relevant, relevant_valid, relevant_labels, target_states, targets, prior_index,
-        prior_valid,
+        sets, words, word_valid, relevant, relevant_valid, relevant_labels, target_states,
+        targets, prior_index, prior_valid,
     )  # fmt: skip
 
 
@@ -255,8 +266,9 @@ def score_cached(
         batch = stack_batch(part, objects, states, two_stage, priors).to(device)
         if two_stage:
             logits = head.relevant_logits(
-                batch.relevant_states, batch.relevant_valid, batch.objects
-            )
+                batch.relevant_states, batch.relevant_valid, batch.objects, batch.words,
+                batch.word_valid,
+            )  # fmt: skip
             picks = logits.argmax(-1).cpu()
             for row, sample in enumerate(part):
                 count = int(batch.relevant_valid[row].sum())
@@ -269,7 +281,10 @@ def score_cached(
                 chosen_relevant += len(priors[row])
             batch = stack_batch(part, objects, states, two_stage, priors).to(device)
         probabilities = (
-            head.target_logits(batch.target_states, batch.objects, batch.priors, batch.prior_valid)
+            head.target_logits(
+                batch.target_states, batch.objects, batch.priors, batch.prior_valid, batch.words,
+                batch.word_valid,
+            )
             .softmax(-1)
             .cpu()
         )

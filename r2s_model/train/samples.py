@@ -18,14 +18,15 @@ import torch
 from r2s_model.data.io import SceneArrays, SyntheticDataset
 from r2s_model.grounding.objects import ObjectSet
 from r2s_model.objects.cache import CachedScene, ObjectCache
+from r2s_model.prompts import stated_name
 
 MIN_MATCH_IOU = 0.25
 UNMATCHED = -1
 
 
-def object_name(scene: SceneArrays, object_id: int) -> str:
-    """How answers name an object: '<color> <category>' (e.g. 'green chair')."""
-    return f"{scene.color_of()[object_id]} {scene.category_of()[object_id]}"
+def object_name(scene: SceneArrays, object_id: int, question: str) -> str:
+    """How answers to `question` name an object (`stated_name`): "chair" or "green chair"."""
+    return stated_name(question, scene.color_of()[object_id], scene.category_of()[object_id])
 
 
 def cached_objects(cached: CachedScene) -> ObjectSet:
@@ -104,8 +105,8 @@ def scene_samples(
                 scene_id=record["scene_id"],
                 category=record["category"],
                 question=record["question"],
-                relevant_names=[object_name(scene, i) for i in relevant],
-                target_name=object_name(scene, targets[0]) if targets else None,
+                relevant_names=[object_name(scene, i, record["question"]) for i in relevant],
+                target_name=object_name(scene, targets[0], record["question"]) if targets else None,
                 relevant_objects=[matches.get(i, (UNMATCHED, 0.0))[0] for i in relevant],
                 target_object=matches.get(targets[0], (UNMATCHED, 0.0))[0] if targets else None,
                 target_ious=ious,

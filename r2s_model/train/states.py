@@ -1,4 +1,5 @@
-"""The LLM's [REL]/[SEG] hidden states of every instruction, cached for the grounding stage.
+"""The LLM's hidden states of every instruction (its question's words, each [REL] and [SEG]),
+cached for the grounding stage.
 
     r2s-cache-states --checkpoint runs/answer/model --data DIR [--splits train val]
 
@@ -13,6 +14,7 @@ written are skipped: an interrupted run continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import time
@@ -32,15 +34,17 @@ from r2s_model.objects.cache import ObjectCache
 from r2s_model.objects.checkpoint import DEFAULT_PARSER
 from r2s_model.prompts import REL, SEG
 from r2s_model.train.answer import answer_sequences
-from r2s_model.train.samples import InstructionSample, cached_objects, scene_samples
+from r2s_model.train.samples import InstructionSample, by_scene, cached_objects, scene_samples
 
 CHUNK = 16  # sequences per LLM call
 
 
 @dataclass
 class SampleStates:
-    """relevant (R, H) float16 at the [REL]s; two_stage and single_stage (H,) at [SEG]."""
+    """words (W, H) float16 at the question's tokens (the same in both layouts); relevant (R, H)
+    at the [REL]s; two_stage and single_stage (H,) at [SEG]."""
 
+    words: Tensor
     relevant: Tensor
     two_stage: Tensor
     single_stage: Tensor
@@ -80,7 +84,10 @@ def scene_states(
         relevant = hidden_rows[two][model.state_slots(id_rows[two], REL)]
         target = hidden_rows[two][model.state_slots(id_rows[two], SEG)]
         alone = hidden_rows[single][model.state_slots(id_rows[single], SEG)]
-        states.append(SampleStates(relevant.clone(), target[0].clone(), alone[0].clone()))
+        words = hidden_rows[two][: len(model.prompts.question(samples[index].question))]
+        states.append(
+            SampleStates(words.clone(), relevant.clone(), target[0].clone(), alone[0].clone())
+        )
     return states
 
 
@@ -98,11 +105,8 @@ def build_state_cache(
     for split in splits:
         dataset = SyntheticDataset(root, split)
         (folder / split).mkdir(parents=True, exist_ok=True)
-        grouped: dict[str, list] = {}
-        for record in dataset.records:
-            grouped.setdefault(record["scene_id"], []).append(record)
         for scene_id, records in tqdm(
-            sorted(grouped.items()), desc=f"states {split}", unit="scene"
+            by_scene(dataset).items(), desc=f"states {split}", unit="scene"
         ):
             path = folder / split / f"{scene_id}.pt"
             if path.is_file():
@@ -113,11 +117,7 @@ def build_state_cache(
             )
             states = scene_states(model, cached_objects(cached), samples)
             payload = {
-                sample.sample_id: {
-                    "relevant": s.relevant,
-                    "two_stage": s.two_stage,
-                    "single_stage": s.single_stage,
-                }
+                sample.sample_id: dataclasses.asdict(s)
                 for sample, s in zip(samples, states, strict=True)
             }
             temporary = path.with_suffix(".tmp")

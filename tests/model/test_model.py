@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from r2s_model.config import InputLimits
-from r2s_model.model import R2SModel, SegmentationStatus, _generate, _name_target
-from r2s_model.prompts import REL, SEG
+from r2s_model.model import R2SModel, SegmentationStatus, _generate, _name_target, _run
+from r2s_model.prompts import REL, SEG, stated_name
 from r2s_model.scene import SceneEncoding
 from tests.model.tiny import name_objects, teach, tiny_model, tiny_scene
 
 MODES = ["two_stage", "single_stage"]
-INSTRUCTION = "the lamp on the red box"
-RELEVANT = {"red box": 2, "green chair": 5}  # name -> proposal index
+INSTRUCTION = "the white lamp on the red box"
+RELEVANT = {"red box": 2, "chair": 5}  # name (as the instruction states it) -> proposal index
 TARGET = ("white lamp", 7)
 
 
@@ -113,7 +113,8 @@ def test_a_taught_instruction_is_answered_with_its_proposals(taught) -> None:
 
 def test_inference_states_are_the_teacher_forced_states(taught) -> None:
     """The grounding head trains on teacher-forced states (r2s-cache-states, which skips the LM
-    head); generation must produce the same [REL] and [SEG] states on the shared prefix cache."""
+    head); generation must produce the same word, [REL] and [SEG] states on the shared prefix
+    cache."""
     model, encoded = taught
     prompts = model.prompts
     sequence = prompts.two_stage_sequence(INSTRUCTION, list(RELEVANT), TARGET[0])
@@ -123,13 +124,16 @@ def test_inference_states_are_the_teacher_forced_states(taught) -> None:
         _, hidden, ids = model.teacher_forced(tokens, [sequence])
         _, without_loss, _ = model.teacher_forced(tokens, [sequence], with_loss=False)
         cache, _ = model.run_prefix(objects)
-        question = prompts.question(INSTRUCTION) + prompts.stage1_prompt()
-        generated, relevant = _generate(model, question, cache, 20, REL, 4)
+        question = prompts.question(INSTRUCTION)
+        words, _ = _run(model, question, None, cache)
+        generated, relevant = _generate(model, prompts.stage1_prompt(), cache, 20, REL, 4)
         assert generated == prompts.relevant_answer(list(RELEVANT))[:-1]
-        named, target = _name_target(model, prompts.stage2_prompt(), cache, encoded.object_names)
+        names = [stated_name(INSTRUCTION, *label) for label in encoded.object_labels]
+        named, target = _name_target(model, prompts.stage2_prompt(), cache, names)
         assert named == prompts.target_answer(TARGET[0])[:-1]
     expected_relevant = hidden[0][model.state_slots(ids[0], REL)]
     expected_target = hidden[0][model.state_slots(ids[0], SEG)]
+    torch.testing.assert_close(words, hidden[0][: len(question)], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(relevant, expected_relevant, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(target, expected_target, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(without_loss, hidden)  # the state cache's path (no LM head)

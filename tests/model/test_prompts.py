@@ -8,7 +8,7 @@ import pytest
 
 from r2s_model.llm import SPECIAL_TOKENS
 from r2s_model.model import R2SModel, SegmentationStatus
-from r2s_model.prompts import IGNORE_INDEX, REL, SCENE, SEG, PromptBuilder
+from r2s_model.prompts import IGNORE_INDEX, REL, SCENE, SEG, PromptBuilder, stated_name
 from tests.model.tiny import TinyScene, tiny_model, tiny_scene
 
 HOSTILE = [
@@ -135,3 +135,20 @@ def test_segment_answers_instructions_with_special_token_strings(
         assert output.instruction == instruction.strip()
         assert output.target_mask.shape == (len(scene.points),)
         assert encoded.prefix.get_seq_length() == encoded.prefix_length
+
+
+@pytest.mark.parametrize(
+    ("question", "color", "category", "name"),
+    [
+        ("Find the red chair.", "red", "chair", "red chair"),
+        ("Which chair is nearest the window?", "red", "chair", "chair"),  # colour not given
+        ("the BROWN table by the bed", "wooden brown", "table", "wooden brown table"),
+        ("the blue sofa", "dark blue", "sofa", "dark blue sofa"),
+        ("the shredded paper near the bin", "red", "trash_can", "trash can"),  # no "red" word
+        ("the plant in an orange pot", "orange", "plant", "orange plant"),
+    ],
+)
+def test_answers_name_objects_as_the_question_does(
+    question: str, color: str, category: str, name: str
+) -> None:
+    assert stated_name(question, color, category) == name

@@ -87,10 +87,12 @@ def object_ids(scene: TinyScene) -> list[int]:
 def name_objects(
     scene: SceneEncoding, relevant: dict[str, int], target: tuple[str, int] | None
 ) -> SceneEncoding:
-    """Stage 2 names one of the scene's objects: gives the taught objects the taught names, as
-    if the (random) parser had read them so."""
+    """Gives the taught objects labels the taught names are read from, as if the (random)
+    parser had read them so: "red box" -> ("red", "box"); a bare category gets a colour no test
+    instruction states ("lamp" -> ("silver", "lamp"))."""
     for name, index in [*relevant.items(), *([target] if target else [])]:
-        scene.object_names[index] = name
+        *color, category = name.split()
+        scene.object_labels[index] = (" ".join(color) or "silver", category)
     return scene
 
 
@@ -123,6 +125,8 @@ def teach(
         optimizer.step()
     with torch.no_grad():
         _, hidden, ids = model.teacher_forced(tokens, sequences)
+    words = hidden[0][: len(prompts.question(instruction))][None].float()
+    word_valid = torch.ones(words.shape[:2], dtype=torch.bool)
     states = hidden[0][model.state_slots(ids[0], REL)][None].float()
     two_stage = hidden[0][model.state_slots(ids[0], SEG)]
     single = hidden[1][model.state_slots(ids[1], SEG)]
@@ -136,12 +140,12 @@ def teach(
     for _ in range(steps):
         optimizer.zero_grad()
         logits = head.target_logits(
-            state.float(), objects_1, priors, torch.ones_like(priors).bool()
+            state.float(), objects_1, priors, torch.ones_like(priors).bool(), words, word_valid
         )
         loss = torch.nn.functional.cross_entropy(logits, target_label)
         if relevant:
             relevant_logits = head.relevant_logits(
-                states, torch.ones(1, len(relevant)).bool(), objects_1
+                states, torch.ones(1, len(relevant)).bool(), objects_1, words, word_valid
             )
             loss = loss + torch.nn.functional.cross_entropy(
                 relevant_logits[0], torch.tensor(list(relevant.values()))

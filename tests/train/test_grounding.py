@@ -27,10 +27,11 @@ def sample(sample_id: str, scene_id: str, relevant: list[int], target: int | Non
     )  # fmt: skip
 
 
-def states(relevant: int) -> SampleStates:
+def states(relevant: int, words: int = 3) -> SampleStates:
     return SampleStates(
-        torch.randn(relevant, H).half(), torch.randn(H).half(), torch.randn(H).half()
-    )
+        torch.randn(words, H).half(), torch.randn(relevant, H).half(), torch.randn(H).half(),
+        torch.randn(H).half(),
+    )  # fmt: skip
 
 
 SCENES = {"small": objects(3), "large": objects(5)}
@@ -42,8 +43,12 @@ def test_labels_priors_and_padding_of_a_batch() -> None:
         sample("b", "large", [], None),
         sample("c", "small", [2], UNMATCHED),
     ]
-    cached = {"a": states(2), "b": states(0), "c": states(1)}
+    cached = {"a": states(2, words=4), "b": states(0, words=2), "c": states(1)}
     batch = stack_batch(samples, SCENES, cached, True, [[0], [], [2, 1]])
+    # The question's words, right-padded to the longest question.
+    assert batch.word_valid.tolist() == [[True] * 4, [True] * 2 + [False] * 2, [True] * 3 + [False]]
+    torch.testing.assert_close(batch.words[1, :2], cached["b"].words.float())
+    assert not batch.words[1, 2:].any()
     assert batch.objects.valid.tolist() == [
         [True] * 3 + [False] * 2,
         [True] * 5,
@@ -81,10 +86,47 @@ def test_the_losses_are_cross_entropies_over_the_labelled_rows() -> None:
     samples = [sample("a", "small", [0, UNMATCHED], 1), sample("c", "small", [2], UNMATCHED)]
     batch = stack_batch(samples, SCENES, {"a": states(2), "c": states(1)}, True, [[0], [2]])
     losses = GroundingTraining(head, True)(batch)
-    target = head.target_logits(batch.target_states, batch.objects, batch.priors, batch.prior_valid)
-    relevant = head.relevant_logits(batch.relevant_states, batch.relevant_valid, batch.objects)
+    words = (batch.words, batch.word_valid)
+    target = head.target_logits(
+        batch.target_states, batch.objects, batch.priors, batch.prior_valid, *words
+    )
+    relevant = head.relevant_logits(
+        batch.relevant_states, batch.relevant_valid, batch.objects, *words
+    )
     expected_target = -target.log_softmax(-1)[0, 1]
     expected_relevant = -(relevant.log_softmax(-1)[0, 0, 0] + relevant.log_softmax(-1)[1, 0, 2]) / 2
     torch.testing.assert_close(losses["target"], expected_target)
     torch.testing.assert_close(losses["relevant"], expected_relevant)
     torch.testing.assert_close(losses["total"], expected_target + expected_relevant)
+
+
+def test_padding_words_and_objects_change_no_score() -> None:
+    """A question scored beside a longer one in a larger scene (its words and objects padded)
+    gets the scores it gets alone; its words do change them."""
+    torch.manual_seed(0)
+    head = GroundingHead(H, D, C, L, dim=16, num_layers=1).eval()
+    short, long = sample("a", "small", [0], 1), sample("b", "large", [1, 2], 3)
+    cached = {"a": states(1, words=2), "b": states(2, words=6)}
+
+    def scores(samples: list, priors: list, cached: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = stack_batch(samples, SCENES, cached, True, priors)
+        words = (batch.words, batch.word_valid)
+        target = head.target_logits(
+            batch.target_states, batch.objects, batch.priors, batch.prior_valid, *words
+        )
+        relevant = head.relevant_logits(
+            batch.relevant_states, batch.relevant_valid, batch.objects, *words
+        )
+        return target[0, [0, 1, 2, -1]], relevant[0, 0, [0, 1, 2, -1]]
+
+    with torch.no_grad():
+        alone = scores([short], [[0]], cached)
+        together = scores([short, long], [[0], [1, 2]], cached)
+        other_words = {**cached, "a": states(1, words=2)}
+        other_words["a"].relevant, other_words["a"].two_stage = (
+            cached["a"].relevant, cached["a"].two_stage,
+        )  # fmt: skip
+        reworded = scores([short], [[0]], other_words)
+    for one, two in zip(alone, together, strict=True):
+        torch.testing.assert_close(one, two, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(alone[0], reworded[0])

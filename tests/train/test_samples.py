@@ -51,20 +51,22 @@ def scene() -> tuple[SceneArrays, CachedScene]:
     return arrays, cached
 
 
-def record(sample_id: str, relevant: list[int], targets: list[int]) -> dict:
+def record(sample_id: str, question: str, relevant: list[int], targets: list[int]) -> dict:
     return {
         "sample_id": sample_id, "scene_id": "train_00000", "category": "relation",
-        "question": f"question {sample_id}", "relevant_ids": relevant, "target_ids": targets,
+        "question": question, "relevant_ids": relevant, "target_ids": targets,
     }  # fmt: skip
 
 
 def test_samples_carry_names_proposal_labels_and_target_ious() -> None:
     arrays, cached = scene()
-    records = [record("a", [2, 3, 1], [1]), record("b", [2], [])]
+    question = "Which chair is closest to the Red box?"
+    records = [record("a", question, [2, 3, 1], [1]), record("b", "the blue bed", [2], [])]
     with_target, no_target = scene_samples(arrays, cached, records, max_relevant=2)
-    assert with_target.question == "question a" and with_target.category == "relation"
-    assert with_target.relevant_names == ["red box", "white cup"]  # capped at max_relevant
-    assert with_target.target_name == "green chair"
+    assert with_target.question == question and with_target.category == "relation"
+    # Named as the question names them: a colour only where it is stated; max_relevant caps.
+    assert with_target.relevant_names == ["red box", "cup"]
+    assert with_target.target_name == "chair"
     # Object 3 (one point of proposal 2's eight) is unmatched; objects 1, 2 match exactly.
     assert with_target.relevant_objects == [1, UNMATCHED]
     assert with_target.target_object == 0
