@@ -51,6 +51,7 @@ from r2s_model.prompts import (
     SEG,
     PromptBuilder,
     TokenSequence,
+    name_matches,
     stated_name,
 )
 from r2s_model.scene import SceneEncoding, capped_neighbours
@@ -217,12 +218,7 @@ class R2SModel(nn.Module):
         prefix, length = self.run_prefix(objects)
         prefix_ms = (time.perf_counter() - start) * 1000
         timings = detected.timings_ms
-        categories = objects.category_probs.argmax(1).tolist()
-        colors = objects.color_probs.argmax(1).tolist()
-        labels = [
-            (parser.config.colors[color], parser.config.categories[category])
-            for color, category in zip(colors, categories, strict=True)
-        ]
+        labels = objects.labels(parser.config.colors, parser.config.categories)
         capped, nearest = capped_neighbours(np.asarray(points), cloud)
         return SceneEncoding(
             cloud,
@@ -290,13 +286,14 @@ class R2SModel(nn.Module):
                 config.max_relevant,
             )  # fmt: skip
             generated_tokens += len(generated)
-            names = prompts.relevant_names(generated)
+            names = prompts.relevant_names(generated)[: len(states)]
             if len(states):
                 valid = torch.ones(1, len(states), dtype=torch.bool, device=self.device)
+                match = name_matches(names, scene.object_labels).to(self.device)
                 logits = self.grounding.relevant_logits(
-                    states[None], valid, objects, words, word_valid
+                    states[None], valid, objects, words, word_valid, match[None]
                 )[0]
-                for name, probabilities in zip(names, logits.softmax(-1), strict=False):
+                for name, probabilities in zip(names, logits.softmax(-1), strict=True):
                     score, index = probabilities.max(0)
                     index = int(index)
                     if index < len(scene.objects) and index not in chosen:
@@ -311,13 +308,14 @@ class R2SModel(nn.Module):
             prompt = prompts.stage2_prompt()
         else:
             prompt = prompts.single_stage_prompt()
-        names = [stated_name(text, color, category) for color, category in scene.object_labels]
-        generated, states = _name_target(self, prompt, cache, names)
+        options = [stated_name(text, *label) for label in scene.object_labels]
+        generated, states, name = _name_target(self, prompt, cache, options)
         answer = generated
+        match = name_matches([name], scene.object_labels).to(self.device)
         priors = torch.tensor([chosen], dtype=torch.long, device=self.device).reshape(1, -1)
         logits = self.grounding.target_logits(
             states[:1], objects, priors, torch.ones_like(priors, dtype=torch.bool), words,
-            word_valid,
+            word_valid, match,
         )[0]  # fmt: skip
         probabilities = logits.softmax(-1)
         score, index = probabilities[:-1].max(0)
@@ -439,18 +437,16 @@ def _generate(
 
 def _name_target(
     model: R2SModel, prompt: list[int], cache: DynamicCache, names: list[str]
-) -> tuple[list[int], Tensor]:
+) -> tuple[list[int], Tensor, str]:
     """Stage 2's answer, restricted to the scene: after `prompt`, the LLM scores
-    " <name>[SEG]" for every object of the scene, named as the question would (`stated_name`
-    of what the parser read), and " nothing[SEG]",
-    and the likeliest is written. A free answer can name a colour the scene does not have,
-    and the grounding head, trained on true names, trusts it. Returns the written ids and the
-    [SEG] state (1, H)."""
+    " <name>[SEG]" for every name of `names` (the scene's objects, named as the question
+    names things) and " nothing[SEG]", and the likeliest is written. A free answer can name a
+    colour the scene does not have. Returns the written ids, the [SEG] state (1, H) and the
+    name written."""
     prompts = model.prompts
     _, logits = _run(model, prompt, None, cache)
-    options = [
-        prompts.text(" " + name) + [prompts.ids[SEG]] for name in [*dict.fromkeys(names), NO_TARGET]
-    ]
+    candidates = [*dict.fromkeys(names), NO_TARGET]
+    options = [prompts.text(" " + name) + [prompts.ids[SEG]] for name in candidates]
     length = max(len(option) for option in options)
     ids = torch.full((len(options), length), prompts.eos_id, device=model.device)
     past = cache.get_seq_length()
@@ -470,6 +466,6 @@ def _name_target(
         + sum(float(following[row, step - 1, option[step]]) for step in range(1, len(option)))
         for row, option in enumerate(options)
     ]
-    chosen = options[max(range(len(options)), key=scores.__getitem__)]
-    hidden, _ = _run(model, chosen, None, cache)
-    return chosen, hidden[-1:]
+    best = max(range(len(options)), key=scores.__getitem__)
+    hidden, _ = _run(model, options[best], None, cache)
+    return options[best], hidden[-1:], candidates[best]

@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import torch
+from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from r2s_model.llm import SPECIAL_TOKENS
@@ -45,6 +47,19 @@ def stated_name(question: str, color: str, category: str) -> str:
     if re.search(rf"\b{re.escape(word)}\b", question, flags=re.IGNORECASE):
         return f"{color} {noun}"
     return noun
+
+
+def name_matches(names: list[str], labels: list[tuple[str, str]]) -> Tensor:
+    """(len(names), K) float32: 1 where names[i] fits object k, whose (colour, category) label
+    is labels[k]: the name is its category, alone or after its colour ("chair" fits every
+    chair, "red chair" the red ones)."""
+    fitting = [
+        {category.replace("_", " "), f"{color} {category.replace('_', ' ')}"}
+        for color, category in labels
+    ]
+    return torch.tensor([[float(name in fit) for fit in fitting] for name in names]).reshape(
+        len(names), len(labels)
+    )
 
 
 @dataclass

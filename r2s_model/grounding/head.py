@@ -5,9 +5,10 @@ and "none". Stage 2 reads the [SEG] state, the chosen relevant objects (prior to
 object, each object also carrying its geometry relative to each prior (`relation_features`),
 and scores each object and "no target". Both also read the LLM's states of the question's
 words, so what the answer's name leaves out ("nearest the window", "the red one") stays in
-reach. Both are small transformers over [queries, (priors,) words, objects]: attention lets
-candidates compare with one another (nearest, largest), the relation features make spatial
-words cheap to learn.
+reach, and know which objects fit the name the LLM wrote before the [REL]/[SEG]
+(`name_matches`). Both are small transformers over [queries, (priors,) words, objects]:
+attention lets candidates compare with one another (nearest, largest), the relation features
+make spatial words cheap to learn.
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ QUERY, PRIOR, OBJECT, WORD = range(4)
 
 
 class _Scorer(nn.Module):
-    """Query (B, R, d) x keys (B, K, d) -> (B, R, K + 1) logits; the last column is "none"."""
+    """Query (B, R, d) x keys (B, K, d) + a learned weight x match (B, R, K) -> (B, R, K + 1)
+    logits; the last column is "none"."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
         self.none = nn.Linear(dim, 1)
+        self.match_weight = nn.Parameter(torch.ones(()))
 
-    def forward(self, queries: Tensor, keys: Tensor, valid: Tensor) -> Tensor:
+    def forward(self, queries: Tensor, keys: Tensor, valid: Tensor, match: Tensor) -> Tensor:
         logits = torch.einsum("brd,bkd->brk", self.query(queries), self.key(keys))
-        logits = logits / math.sqrt(queries.shape[-1])
+        logits = logits / math.sqrt(queries.shape[-1]) + self.match_weight * match
         logits = logits.masked_fill(~valid[:, None, :], torch.finfo(logits.dtype).min)
         return torch.cat([logits, self.none(queries)], dim=-1)
 
@@ -76,6 +79,7 @@ class GroundingHead(nn.Module):
         )
         self.prior_slot = nn.Embedding(max_priors, dim)
         self.kind = nn.Embedding(4, dim)
+        self.name_match = nn.Parameter(torch.zeros(dim))
         self.relevant_layers = _layers(dim, num_layers, num_heads)
         self.target_layers = _layers(dim, num_layers, num_heads)
         self.relevant_scorer = _Scorer(dim)
@@ -102,9 +106,11 @@ class GroundingHead(nn.Module):
         objects: ObjectSet,
         words: Tensor,
         word_valid: Tensor,
+        match: Tensor,
     ) -> Tensor:
         """states (B, R, H) at [REL], state_valid (B, R) bool, words (B, W, H) with word_valid
-        (B, W) bool -> (B, R, K + 1) logits."""
+        (B, W) bool, match (B, R, K) float32 (`name_matches` of each [REL]'s name) ->
+        (B, R, K + 1) logits."""
         count = states.shape[1]
         queries = self.query_in(states) + self.kind.weight[QUERY]
         tokens = self.object_tokens(objects) + self.kind.weight[OBJECT]
@@ -112,7 +118,7 @@ class GroundingHead(nn.Module):
         sequence = torch.cat([queries, self.word_tokens(words), tokens], 1)
         out = self.relevant_layers(sequence, src_key_padding_mask=~valid)
         keys = out[:, count + words.shape[1] :]
-        return self.relevant_scorer(out[:, :count], keys, objects.valid)
+        return self.relevant_scorer(out[:, :count], keys, objects.valid, match)
 
     def target_logits(
         self,
@@ -122,12 +128,13 @@ class GroundingHead(nn.Module):
         prior_valid: Tensor,
         words: Tensor,
         word_valid: Tensor,
+        match: Tensor,
     ) -> Tensor:
         """state (B, H) at [SEG]; priors (B, P) int64 object indices (P <= max_priors, P may be
-        0 for single-stage), prior_valid (B, P) bool; words (B, W, H), word_valid (B, W) ->
-        (B, K + 1) logits."""
+        0 for single-stage), prior_valid (B, P) bool; words (B, W, H), word_valid (B, W);
+        match (B, K) float32 (`name_matches` of the target's name) -> (B, K + 1) logits."""
         query = self.query_in(state)[:, None] + self.kind.weight[QUERY]
-        tokens = self.object_tokens(objects)
+        tokens = self.object_tokens(objects) + match[..., None] * self.name_match
         count = priors.shape[1]
         parts, valid = [query], [objects.valid.new_ones(len(state), 1)]
         if count:
@@ -147,4 +154,4 @@ class GroundingHead(nn.Module):
         mask = torch.cat(valid, dim=1)
         out = self.target_layers(torch.cat(parts, 1), src_key_padding_mask=~mask)
         keys = out[:, 1 + count + words.shape[1] :]
-        return self.target_scorer(out[:, :1], keys, objects.valid)[:, 0]
+        return self.target_scorer(out[:, :1], keys, objects.valid, match[:, None])[:, 0]

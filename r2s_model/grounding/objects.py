@@ -42,6 +42,13 @@ class ObjectSet:
     def sizes(self) -> Tensor:
         return self.box_max - self.box_min
 
+    def labels(self, colors: tuple[str, ...], categories: tuple[str, ...]) -> list[tuple[str, str]]:
+        """Each object's likeliest (colour, category) of one scene (no batch dims)."""
+        color_index = self.color_probs.argmax(-1).tolist()
+        category_index = self.category_probs.argmax(-1).tolist()
+        pairs = zip(color_index, category_index, strict=True)
+        return [(colors[color], categories[category]) for color, category in pairs]
+
     def scene_box(self) -> tuple[Tensor, Tensor]:
         """(..., 3) lower and upper corners spanned by the valid boxes."""
         big = torch.finfo(self.box_min.dtype).max

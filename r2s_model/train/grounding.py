@@ -27,6 +27,7 @@ from r2s_model.grounding.head import GroundingHead
 from r2s_model.grounding.objects import ObjectSet
 from r2s_model.model import R2SModel
 from r2s_model.objects.cache import ObjectCache
+from r2s_model.prompts import name_matches
 from r2s_model.train.config import TrainConfig
 from r2s_model.train.model_init import build_model
 from r2s_model.train.samples import UNMATCHED, InstructionSample, load_split
@@ -40,10 +41,10 @@ IGNORE = -100
 @dataclass
 class GroundingBatch:
     """B instructions. objects (B, K); words (B, W, H) the question's states with word_valid
-    (B, W); relevant_states (B, R, H) with relevant_valid (B, R)
-    and relevant_labels (B, R) int64 (IGNORE where unmatched); target_states (B, H),
-    target_labels (B,) int64 (K = "none", IGNORE where unmatched); priors (B, P) int64 with
-    prior_valid (B, P)."""
+    (B, W); relevant_states (B, R, H) with relevant_valid (B, R), relevant_labels (B, R) int64
+    (IGNORE where unmatched) and relevant_match (B, R, K) float32 (`name_matches` of each
+    [REL]'s name); target_states (B, H), target_labels (B,) int64 (K = "none", IGNORE where
+    unmatched), target_match (B, K); priors (B, P) int64 with prior_valid (B, P)."""
 
     objects: ObjectSet
     words: Tensor
@@ -51,8 +52,10 @@ class GroundingBatch:
     relevant_states: Tensor
     relevant_valid: Tensor
     relevant_labels: Tensor
+    relevant_match: Tensor
     target_states: Tensor
     target_labels: Tensor
+    target_match: Tensor
     priors: Tensor
     prior_valid: Tensor
 
@@ -77,7 +80,7 @@ class GroundingTraining(nn.Module):
         objects = batch.objects
         target = self.head.target_logits(
             batch.target_states, objects, batch.priors, batch.prior_valid, batch.words,
-            batch.word_valid,
+            batch.word_valid, batch.target_match,
         )  # fmt: skip
         # A cross-entropy with every label ignored is 0/0 = NaN: a batch whose targets the parser
         # all missed gets a zero loss instead (one with a graph, for backward).
@@ -89,8 +92,9 @@ class GroundingTraining(nn.Module):
         losses["relevant"] = target.new_zeros(())
         if self.two_stage and batch.relevant_labels.ne(IGNORE).any():
             logits = self.head.relevant_logits(
-                batch.relevant_states, batch.relevant_valid, objects, batch.words, batch.word_valid
-            )
+                batch.relevant_states, batch.relevant_valid, objects, batch.words,
+                batch.word_valid, batch.relevant_match,
+            )  # fmt: skip
             losses["relevant"] = F.cross_entropy(
                 logits.flatten(0, 1), batch.relevant_labels.flatten(), ignore_index=IGNORE
             )
@@ -101,11 +105,13 @@ class GroundingTraining(nn.Module):
 def stack_batch(
     samples: list[InstructionSample],
     objects: dict[str, ObjectSet],
+    labels: dict[str, list[tuple[str, str]]],
     states: dict[str, SampleStates],
     two_stage: bool,
     priors: list[list[int]],
 ) -> GroundingBatch:
-    """The batch of `samples` with the given prior proposals of each."""
+    """The batch of `samples` with the given prior proposals of each; `labels` holds each
+    scene's objects' likeliest (colour, category) (`ObjectSet.labels`)."""
     sets = ObjectSet.stack([objects[s.scene_id] for s in samples])
     size = len(sets)
     rows = [states[s.sample_id] for s in samples]
@@ -117,7 +123,16 @@ def stack_batch(
     relevant = torch.zeros(len(samples), count, hidden)
     relevant_valid = torch.zeros(len(samples), count, dtype=torch.bool)
     relevant_labels = torch.full((len(samples), count), IGNORE)
+    relevant_match = torch.zeros(len(samples), count, size)
+    target_match = torch.zeros(len(samples), size)
     for row, (sample, state) in enumerate(zip(samples, rows, strict=True)):
+        scene_labels = labels[sample.scene_id]
+        names = sample.relevant_names[: len(state.relevant)]
+        relevant_match[row, : len(names), : len(scene_labels)] = name_matches(names, scene_labels)
+        if sample.target_name is not None:
+            target_match[row, : len(scene_labels)] = name_matches(
+                [sample.target_name], scene_labels
+            )[0]
         words[row, : len(state.words)] = state.words.float()
         word_valid[row, : len(state.words)] = True
         relevant[row, : len(state.relevant)] = state.relevant.float()
@@ -140,8 +155,8 @@ def stack_batch(
     field = "two_stage" if two_stage else "single_stage"
     target_states = torch.stack([getattr(r, field).float() for r in rows])
     return GroundingBatch(
-        sets, words, word_valid, relevant, relevant_valid, relevant_labels, target_states,
-        targets, prior_index, prior_valid,
+        sets, words, word_valid, relevant, relevant_valid, relevant_labels, relevant_match,
+        target_states, targets, target_match, prior_index, prior_valid,
     )  # fmt: skip
 
 
@@ -160,6 +175,11 @@ class GroundingTask:
         val = SyntheticDataset(root, data.val_split)
         self.train_objects, self.train_samples = load_split(train, cache, max_relevant)
         self.val_objects, self.val_samples = load_split(val, cache, max_relevant)
+        parser = config.model.parser
+        self.train_labels, self.val_labels = (
+            {scene: found.labels(parser.colors, parser.categories) for scene, found in sets.items()}
+            for sets in (self.train_objects, self.val_objects)
+        )
         self.train_states = read_states(folder, data.train_split)
         self.val_states = read_states(folder, data.val_split)
         missing = [s.sample_id for s in self.val_samples if s.sample_id not in self.val_states]
@@ -195,7 +215,10 @@ class GroundingTask:
         size = self.config.data.batch_size
         chosen = [self.train_samples[i] for i in rng.choice(len(self.train_samples), size)]
         priors = [self._train_priors(s, rng) for s in chosen] if self.two_stage else [[]] * size
-        batch = stack_batch(chosen, self.train_objects, self.train_states, self.two_stage, priors)
+        batch = stack_batch(
+            chosen, self.train_objects, self.train_labels, self.train_states, self.two_stage,
+            priors,
+        )  # fmt: skip
         return batch, size
 
     def _train_priors(self, sample: InstructionSample, rng: np.random.Generator) -> list[int]:
@@ -220,6 +243,7 @@ class GroundingTask:
             module.head,
             self.val_samples[:limit],
             self.val_objects,
+            self.val_labels,
             self.val_states,
             two_stage=self.two_stage,
             score_threshold=self.config.model.score_threshold,
@@ -232,6 +256,7 @@ class GroundingTask:
                 module.head,
                 self.val_samples,
                 self.val_objects,
+                self.val_labels,
                 self.val_states,
                 two_stage=self.two_stage,
                 score_threshold=threshold,
@@ -249,6 +274,7 @@ def score_cached(
     head: GroundingHead,
     samples: list[InstructionSample],
     objects: dict[str, ObjectSet],
+    labels: dict[str, list[tuple[str, str]]],
     states: dict[str, SampleStates],
     *,
     two_stage: bool,
@@ -263,11 +289,11 @@ def score_cached(
     for first in range(0, len(samples), chunk):
         part = samples[first : first + chunk]
         priors = [[] for _ in part]
-        batch = stack_batch(part, objects, states, two_stage, priors).to(device)
+        batch = stack_batch(part, objects, labels, states, two_stage, priors).to(device)
         if two_stage:
             logits = head.relevant_logits(
                 batch.relevant_states, batch.relevant_valid, batch.objects, batch.words,
-                batch.word_valid,
+                batch.word_valid, batch.relevant_match,
             )  # fmt: skip
             picks = logits.argmax(-1).cpu()
             for row, sample in enumerate(part):
@@ -279,11 +305,16 @@ def score_cached(
                 annotated += len(sample.relevant_objects)
                 found_relevant += len(truth & set(priors[row]))
                 chosen_relevant += len(priors[row])
-            batch = stack_batch(part, objects, states, two_stage, priors).to(device)
+            batch = stack_batch(part, objects, labels, states, two_stage, priors).to(device)
         probabilities = (
             head.target_logits(
-                batch.target_states, batch.objects, batch.priors, batch.prior_valid, batch.words,
+                batch.target_states,
+                batch.objects,
+                batch.priors,
+                batch.prior_valid,
+                batch.words,
                 batch.word_valid,
+                batch.target_match,
             )
             .softmax(-1)
             .cpu()

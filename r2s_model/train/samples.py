@@ -18,7 +18,7 @@ import torch
 from r2s_model.data.io import SceneArrays, SyntheticDataset
 from r2s_model.grounding.objects import ObjectSet
 from r2s_model.objects.cache import CachedScene, ObjectCache
-from r2s_model.prompts import stated_name
+from r2s_model.prompts import name_matches, stated_name
 
 MIN_MATCH_IOU = 0.25
 UNMATCHED = -1
@@ -27,6 +27,24 @@ UNMATCHED = -1
 def object_name(scene: SceneArrays, object_id: int, question: str) -> str:
     """How answers to `question` name an object (`stated_name`): "chair" or "green chair"."""
     return stated_name(question, scene.color_of()[object_id], scene.category_of()[object_id])
+
+
+def asked_name(scene: SceneArrays, record: dict[str, Any]) -> str | None:
+    """The answer's name for a question with no target: what it asks for ("the lamp beside the
+    green bed" -> "lamp") where the scene has such objects, so that the LLM is not taught to
+    tell from words alone that none of them is beside the bed (the grounding head answers "no
+    target"); None ("nothing") where the scene has no object of that name, which the object
+    tokens show, or where the question asks for a use ("something to sit on"), not a kind."""
+    node = record["program"]
+    while "of" in node:
+        node = node["of"]
+    if "category" not in node:
+        return None
+    category, color = node["category"], node.get("color")
+    name = stated_name(record["question"], color, category) if color else category
+    name = name.replace("_", " ")
+    labels = list(zip(scene.color_of().values(), scene.category_of().values(), strict=True))
+    return name if name_matches([name], labels).any() else None
 
 
 def cached_objects(cached: CachedScene) -> ObjectSet:
@@ -68,8 +86,8 @@ def match_objects(
 class InstructionSample:
     """One instruction on one scene. relevant_objects / target_object are proposal indices
     (UNMATCHED when the parser has no proposal for that object); target_object is None for a
-    no-target sample. target_ious (K,) float32: each proposal's IoU with the target (zeros
-    for no target), what a chosen proposal would score."""
+    no-target sample, whose target_name is its `asked_name`. target_ious (K,) float32: each
+    proposal's IoU with the target (zeros for no target), what a chosen proposal would score."""
 
     sample_id: str
     scene_id: str
@@ -106,7 +124,11 @@ def scene_samples(
                 category=record["category"],
                 question=record["question"],
                 relevant_names=[object_name(scene, i, record["question"]) for i in relevant],
-                target_name=object_name(scene, targets[0], record["question"]) if targets else None,
+                target_name=(
+                    object_name(scene, targets[0], record["question"])
+                    if targets
+                    else asked_name(scene, record)
+                ),
                 relevant_objects=[matches.get(i, (UNMATCHED, 0.0))[0] for i in relevant],
                 target_object=matches.get(targets[0], (UNMATCHED, 0.0))[0] if targets else None,
                 target_ious=ious,

@@ -129,8 +129,8 @@ def test_inference_states_are_the_teacher_forced_states(taught) -> None:
         generated, relevant = _generate(model, prompts.stage1_prompt(), cache, 20, REL, 4)
         assert generated == prompts.relevant_answer(list(RELEVANT))[:-1]
         names = [stated_name(INSTRUCTION, *label) for label in encoded.object_labels]
-        named, target = _name_target(model, prompts.stage2_prompt(), cache, names)
-        assert named == prompts.target_answer(TARGET[0])[:-1]
+        named, target, name = _name_target(model, prompts.stage2_prompt(), cache, names)
+        assert named == prompts.target_answer(TARGET[0])[:-1] and name == TARGET[0]
     expected_relevant = hidden[0][model.state_slots(ids[0], REL)]
     expected_target = hidden[0][model.state_slots(ids[0], SEG)]
     torch.testing.assert_close(words, hidden[0][: len(question)], atol=1e-4, rtol=1e-4)

@@ -14,7 +14,7 @@ from r2s_model.grounding.objects import ObjectSet
 from r2s_model.llm import build_tiny_llm
 from r2s_model.model import R2SModel, RelevantPrediction, SegmentationOutput
 from r2s_model.objects.parser import ParserConfig
-from r2s_model.prompts import REL, SEG
+from r2s_model.prompts import NO_TARGET, REL, SEG, name_matches
 from r2s_model.scene import SceneEncoding
 from r2s_model.superpoints import compute_superpoints
 from tests.model.scenes import make_box_scene
@@ -128,6 +128,8 @@ def teach(
     words = hidden[0][: len(prompts.question(instruction))][None].float()
     word_valid = torch.ones(words.shape[:2], dtype=torch.bool)
     states = hidden[0][model.state_slots(ids[0], REL)][None].float()
+    relevant_match = name_matches(list(relevant), scene.object_labels)
+    target_match = name_matches([target[0] if target else NO_TARGET], scene.object_labels)
     two_stage = hidden[0][model.state_slots(ids[0], SEG)]
     single = hidden[1][model.state_slots(ids[1], SEG)]
     state = two_stage if model.config.mode == "two_stage" else single
@@ -140,13 +142,15 @@ def teach(
     for _ in range(steps):
         optimizer.zero_grad()
         logits = head.target_logits(
-            state.float(), objects_1, priors, torch.ones_like(priors).bool(), words, word_valid
-        )
+            state.float(), objects_1, priors, torch.ones_like(priors).bool(), words, word_valid,
+            target_match,
+        )  # fmt: skip
         loss = torch.nn.functional.cross_entropy(logits, target_label)
         if relevant:
             relevant_logits = head.relevant_logits(
-                states, torch.ones(1, len(relevant)).bool(), objects_1, words, word_valid
-            )
+                states, torch.ones(1, len(relevant)).bool(), objects_1, words, word_valid,
+                relevant_match[None],
+            )  # fmt: skip
             loss = loss + torch.nn.functional.cross_entropy(
                 relevant_logits[0], torch.tensor(list(relevant.values()))
             )

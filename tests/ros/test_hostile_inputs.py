@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
-from rclpy.context import Context
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header, String
 
@@ -30,7 +28,7 @@ from r2s_ros.pointcloud import encode_cloud
 from r2s_ros.srv import Segment
 from tests.model.tiny import tiny_model
 from tests.ros.conftest import running_node
-from tests.ros.test_node import MODEL_STATUSES, Driver, stamp
+from tests.ros.test_node import MODEL_STATUSES, Driver, connected_driver, stamp
 
 QUEUE_SIZE = 64  # the flood is answered, not dropped, so "exactly one result" is about answers
 POINTS = np.random.default_rng(0).uniform(-1.0, 1.0, (2000, 3)).astype(np.float32)
@@ -47,15 +45,9 @@ def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subproces
 
 @pytest.fixture(scope="module")
 def driver(node_process: subprocess.Popen) -> Iterator[Driver]:
-    context = Context()
-    rclpy.init(context=context)
-    driver = Driver(context, node_process)
-    driver.wait_for(lambda: "scene_points" in driver.diagnostics, "the node's diagnostics")
-    driver.wait_for(lambda: driver.instruction.get_subscription_count() > 0, "the node")
-    driver.wait_for(lambda: driver.odometry.get_subscription_count() > 0, "the odometry reader")
-    yield driver
-    driver.node.destroy_node()
-    rclpy.shutdown(context=context)
+    odometry_reader = (lambda d: d.odometry.get_subscription_count() > 0, "the odometry reader")
+    with connected_driver(node_process, odometry_reader) as driver:
+        yield driver
 
 
 def cloud(seconds: float, points: np.ndarray = POINTS, frame: str = "sensor") -> PointCloud2:

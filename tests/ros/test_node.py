@@ -4,9 +4,11 @@ One node serves the whole module; the tests run in file order and the scene buil
 them (empty first, reset last).
 """
 
+import functools
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -109,16 +111,30 @@ class Driver:
         return future.result()
 
 
-@pytest.fixture(scope="module")
-def driver(node_process: subprocess.Popen) -> Iterator[Driver]:
+@contextmanager
+def connected_driver(
+    node_process: subprocess.Popen, *ready: tuple[Callable[[Driver], bool], str]
+) -> Iterator[Driver]:
+    """A Driver in its own context, once the node publishes diagnostics, listens for
+    instructions and meets every further (condition, what) of `ready`."""
     context = Context()
     rclpy.init(context=context)
     driver = Driver(context, node_process)
     driver.wait_for(lambda: "scene_points" in driver.diagnostics, "the node's diagnostics")
     driver.wait_for(lambda: driver.instruction.get_subscription_count() > 0, "the node")
-    yield driver
-    driver.node.destroy_node()
-    rclpy.shutdown(context=context)
+    for condition, what in ready:
+        driver.wait_for(functools.partial(condition, driver), what)
+    try:
+        yield driver
+    finally:
+        driver.node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+@pytest.fixture(scope="module")
+def driver(node_process: subprocess.Popen) -> Iterator[Driver]:
+    with connected_driver(node_process) as driver:
+        yield driver
 
 
 def stamp(seconds: float) -> Time:

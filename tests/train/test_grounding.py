@@ -35,6 +35,17 @@ def states(relevant: int, words: int = 3) -> SampleStates:
 
 
 SCENES = {"small": objects(3), "large": objects(5)}
+# What the parser read of each object, (colour, category).
+LABELS = {
+    "small": [("red", "chair"), ("red", "box"), ("green", "chair")],
+    "large": [
+        ("white", "bed"),
+        ("red", "lamp"),
+        ("white", "lamp"),
+        ("grey", "box"),
+        ("red", "box"),
+    ],
+}
 
 
 def test_labels_priors_and_padding_of_a_batch() -> None:
@@ -44,7 +55,7 @@ def test_labels_priors_and_padding_of_a_batch() -> None:
         sample("c", "small", [2], UNMATCHED),
     ]
     cached = {"a": states(2, words=4), "b": states(0, words=2), "c": states(1)}
-    batch = stack_batch(samples, SCENES, cached, True, [[0], [], [2, 1]])
+    batch = stack_batch(samples, SCENES, LABELS, cached, True, [[0], [], [2, 1]])
     # The question's words, right-padded to the longest question.
     assert batch.word_valid.tolist() == [[True] * 4, [True] * 2 + [False] * 2, [True] * 3 + [False]]
     torch.testing.assert_close(batch.words[1, :2], cached["b"].words.float())
@@ -61,7 +72,7 @@ def test_labels_priors_and_padding_of_a_batch() -> None:
     assert batch.priors.tolist() == [[0, 0], [0, 0], [2, 1]]
     assert batch.prior_valid.tolist() == [[True, False], [False, False], [True, True]]
     torch.testing.assert_close(batch.target_states[0], cached["a"].two_stage.float())
-    single = stack_batch(samples, SCENES, cached, False, [[], [], []])
+    single = stack_batch(samples, SCENES, LABELS, cached, False, [[], [], []])
     torch.testing.assert_close(single.target_states[2], cached["c"].single_stage.float())
     assert single.priors.shape == (3, 0)
 
@@ -71,7 +82,7 @@ def test_a_batch_without_any_matched_label_has_a_zero_loss_not_nan() -> None:
     become NaN (an all-ignored cross-entropy is 0/0)."""
     head = GroundingHead(H, D, C, L, dim=16, num_layers=1)
     samples = [sample("a", "small", [UNMATCHED], UNMATCHED), sample("b", "large", [], UNMATCHED)]
-    batch = stack_batch(samples, SCENES, {"a": states(1), "b": states(0)}, True, [[], []])
+    batch = stack_batch(samples, SCENES, LABELS, {"a": states(1), "b": states(0)}, True, [[], []])
     for two_stage in (True, False):
         losses = GroundingTraining(head, two_stage)(batch)
         assert all(float(value.detach()) == 0.0 for value in losses.values()), losses
@@ -84,14 +95,23 @@ def test_the_losses_are_cross_entropies_over_the_labelled_rows() -> None:
     torch.manual_seed(0)
     head = GroundingHead(H, D, C, L, dim=16, num_layers=1).eval()
     samples = [sample("a", "small", [0, UNMATCHED], 1), sample("c", "small", [2], UNMATCHED)]
-    batch = stack_batch(samples, SCENES, {"a": states(2), "c": states(1)}, True, [[0], [2]])
+    batch = stack_batch(samples, SCENES, LABELS, {"a": states(2), "c": states(1)}, True, [[0], [2]])
     losses = GroundingTraining(head, True)(batch)
     words = (batch.words, batch.word_valid)
     target = head.target_logits(
-        batch.target_states, batch.objects, batch.priors, batch.prior_valid, *words
+        batch.target_states,
+        batch.objects,
+        batch.priors,
+        batch.prior_valid,
+        *words,
+        batch.target_match,
     )
     relevant = head.relevant_logits(
-        batch.relevant_states, batch.relevant_valid, batch.objects, *words
+        batch.relevant_states,
+        batch.relevant_valid,
+        batch.objects,
+        *words,
+        batch.relevant_match,
     )
     expected_target = -target.log_softmax(-1)[0, 1]
     expected_relevant = -(relevant.log_softmax(-1)[0, 0, 0] + relevant.log_softmax(-1)[1, 0, 2]) / 2
@@ -109,13 +129,22 @@ def test_padding_words_and_objects_change_no_score() -> None:
     cached = {"a": states(1, words=2), "b": states(2, words=6)}
 
     def scores(samples: list, priors: list, cached: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = stack_batch(samples, SCENES, cached, True, priors)
+        batch = stack_batch(samples, SCENES, LABELS, cached, True, priors)
         words = (batch.words, batch.word_valid)
         target = head.target_logits(
-            batch.target_states, batch.objects, batch.priors, batch.prior_valid, *words
+            batch.target_states,
+            batch.objects,
+            batch.priors,
+            batch.prior_valid,
+            *words,
+            batch.target_match,
         )
         relevant = head.relevant_logits(
-            batch.relevant_states, batch.relevant_valid, batch.objects, *words
+            batch.relevant_states,
+            batch.relevant_valid,
+            batch.objects,
+            *words,
+            batch.relevant_match,
         )
         return target[0, [0, 1, 2, -1]], relevant[0, 0, [0, 1, 2, -1]]
 
@@ -130,3 +159,22 @@ def test_padding_words_and_objects_change_no_score() -> None:
     for one, two in zip(alone, together, strict=True):
         torch.testing.assert_close(one, two, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(alone[0], reworded[0])
+
+
+def test_name_matches_mark_the_objects_a_name_fits() -> None:
+    """Each [REL]'s and the target's name against what the parser read of each object: a bare
+    category fits every object of it, a colour narrows it."""
+    named = InstructionSample(
+        "n", "small", "relation", "the chair by the Red box", ["chair", "red box"], "chair",
+        [0, 1], 0, np.zeros(3, np.float32),
+    )  # fmt: skip
+    nothing = InstructionSample(
+        "z", "large", "no_target", "the red bed", ["red lamp"], None, [1], None,
+        np.zeros(5, np.float32),
+    )  # fmt: skip
+    cached = {"n": states(2), "z": states(1)}
+    batch = stack_batch([named, nothing], SCENES, LABELS, cached, True, [[], []])
+    assert batch.relevant_match[0].tolist() == [[1, 0, 1, 0, 0], [0, 1, 0, 0, 0]]
+    assert batch.target_match[0].tolist() == [1, 0, 1, 0, 0]  # padding objects match nothing
+    assert batch.relevant_match[1].tolist() == [[0, 1, 0, 0, 0], [0] * 5]
+    assert batch.target_match[1].tolist() == [0] * 5

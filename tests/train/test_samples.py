@@ -51,17 +51,29 @@ def scene() -> tuple[SceneArrays, CachedScene]:
     return arrays, cached
 
 
-def record(sample_id: str, question: str, relevant: list[int], targets: list[int]) -> dict:
+def record(
+    sample_id: str, question: str, relevant: list[int], targets: list[int], program: dict
+) -> dict:
     return {
         "sample_id": sample_id, "scene_id": "train_00000", "category": "relation",
-        "question": question, "relevant_ids": relevant, "target_ids": targets,
+        "question": question, "relevant_ids": relevant, "target_ids": targets, "program": program,
     }  # fmt: skip
+
+
+def asking(category: str, color: str | None = None) -> dict:
+    """The program of "the <color> <category> near the red box"."""
+    kind = {"type": "color", "color": color} if color else {"type": "category"}
+    return {"type": "relation", "relation": "near", "of": {**kind, "category": category},
+            "reference": {"type": "color", "category": "box", "color": "red"}}  # fmt: skip
 
 
 def test_samples_carry_names_proposal_labels_and_target_ious() -> None:
     arrays, cached = scene()
     question = "Which chair is closest to the Red box?"
-    records = [record("a", question, [2, 3, 1], [1]), record("b", "the blue bed", [2], [])]
+    records = [
+        record("a", question, [2, 3, 1], [1], asking("chair")),
+        record("b", "the chair near the red box", [2], [], asking("chair")),
+    ]
     with_target, no_target = scene_samples(arrays, cached, records, max_relevant=2)
     assert with_target.question == question and with_target.category == "relation"
     # Named as the question names them: a colour only where it is stated; max_relevant caps.
@@ -71,6 +83,22 @@ def test_samples_carry_names_proposal_labels_and_target_ious() -> None:
     assert with_target.relevant_objects == [1, UNMATCHED]
     assert with_target.target_object == 0
     np.testing.assert_allclose(with_target.target_ious, [1.0, 0.0, 0.0])
-    assert no_target.target_object is None and no_target.target_name is None
+    # No target: its name is what it asks for, a chair, as the scene has chairs.
+    assert no_target.target_object is None and no_target.target_name == "chair"
     assert no_target.relevant_objects == [1]
     np.testing.assert_array_equal(no_target.target_ious, np.zeros(3))
+
+
+def test_a_question_without_target_is_answered_with_what_it_asks_for_where_the_scene_has_it():
+    arrays, cached = scene()  # a green chair, a red box, a white cup
+
+    def name(question: str, program: dict) -> str | None:
+        (sample,) = scene_samples(arrays, cached, [record("x", question, [], [], program)], 4)
+        return sample.target_name
+
+    assert name("the cup near the red box", asking("cup")) == "cup"
+    assert name("the white cup near the red box", asking("cup", "white")) == "white cup"
+    assert name("the green cup near the red box", asking("cup", "green")) is None  # no such cup
+    assert name("the lamp near the red box", asking("lamp")) is None  # no lamp at all
+    something = {"type": "relation", "of": {"type": "function", "function": "sit"}}
+    assert name("something to sit on near the red box", something) is None  # a use, not a kind
