@@ -42,7 +42,13 @@ def trained(scene):
         optimizer.zero_grad()
         loss = model.teacher_forced(tokens, [sequence])[0]
         batch = type(objects).stack([objects])
-        loss = loss + model.grounding.relevant_logits(states, torch.ones(1, 1).bool(), batch).sum()
+        words, match = torch.randn(1, 2, states.shape[-1]), torch.ones(1, 1, len(objects))
+        loss = (
+            loss
+            + model.grounding.relevant_logits(
+                states, torch.ones(1, 1).bool(), batch, words, torch.ones(1, 2).bool(), match
+            ).sum()
+        )
         loss.backward()
         optimizer.step()
     return model.eval()

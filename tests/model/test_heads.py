@@ -171,14 +171,22 @@ def _inputs(objects: ObjectSet) -> dict[str, torch.Tensor]:
         "state_valid": state_valid,
         "priors": priors,
         "prior_valid": prior_valid,
+        "words": torch.randn(B, 5, H),
+        "word_valid": torch.tensor([[True] * 5, [True] * 3 + [False] * 2]),
+        "relevant_match": (torch.rand(B, R, len(objects)) < 0.3).float(),
+        "target_match": (torch.rand(B, len(objects)) < 0.3).float(),
     }
 
 
 def _logits(head: GroundingHead, objects: ObjectSet, inputs: dict) -> tuple:
-    relevant = head.relevant_logits(inputs["states"], inputs["state_valid"], objects)
-    target = head.target_logits(
-        inputs["states"][:, 0], objects, inputs["priors"], inputs["prior_valid"]
+    words = (inputs["words"], inputs["word_valid"])
+    relevant = head.relevant_logits(
+        inputs["states"], inputs["state_valid"], objects, *words, inputs["relevant_match"]
     )
+    target = head.target_logits(
+        inputs["states"][:, 0], objects, inputs["priors"], inputs["prior_valid"], *words,
+        inputs["target_match"],
+    )  # fmt: skip
     return relevant, target
 
 
@@ -192,7 +200,11 @@ def test_output_shapes_and_padded_objects_never_win() -> None:
     assert (relevant[1, :, 3:K] == torch.finfo(torch.float32).min).all()
     assert (target[1, 3:K] == torch.finfo(torch.float32).min).all()
     assert (target.softmax(-1)[1, 3:K] == 0).all() and (relevant.softmax(-1)[1, :, 3:K] == 0).all()
-    single = head.target_logits(inputs["states"][:, 0], objects, *(torch.zeros(B, 0).long(),) * 2)
+    no_priors = (torch.zeros(B, 0).long(), torch.zeros(B, 0).bool())
+    words = (inputs["words"], inputs["word_valid"])
+    single = head.target_logits(
+        inputs["states"][:, 0], objects, *no_priors, *words, inputs["target_match"]
+    )
     assert single.shape == (B, K + 1)
 
 
@@ -203,7 +215,12 @@ def test_scores_follow_the_objects_when_they_are_permuted() -> None:
     inputs = _inputs(objects)
     order = torch.randperm(K)
     permuted = ObjectSet(*(getattr(objects, n)[:, order] for n in ObjectSet.__dataclass_fields__))
-    moved = dict(inputs, priors=torch.argsort(order)[inputs["priors"]])  # the same prior objects
+    moved = dict(
+        inputs,
+        priors=torch.argsort(order)[inputs["priors"]],  # the same prior objects
+        relevant_match=inputs["relevant_match"][..., order],
+        target_match=inputs["target_match"][:, order],
+    )
     relevant, target = _logits(head, objects, inputs)
     relevant_p, target_p = _logits(head, permuted, moved)
     torch.testing.assert_close(relevant_p[..., :K], relevant[..., order], atol=1e-5, rtol=1e-5)
@@ -223,6 +240,13 @@ def test_padding_objects_priors_and_states_changes_nothing() -> None:
     more["state_valid"] = torch.cat([inputs["state_valid"], torch.zeros(B, 2).bool()], 1)
     more["priors"] = torch.cat([inputs["priors"], torch.tensor([[K + 1], [K + 2]])], 1)
     more["prior_valid"] = torch.cat([inputs["prior_valid"], torch.zeros(B, 1).bool()], 1)
+    more["words"] = torch.cat([inputs["words"], 1e3 * torch.randn(B, 2, H)], 1)
+    more["word_valid"] = torch.cat([inputs["word_valid"], torch.zeros(B, 2).bool()], 1)
+    more["relevant_match"] = torch.cat(
+        [inputs["relevant_match"], torch.zeros(B, R, 3)], 2
+    )  # padded objects fit no name, padded [REL]s fit nothing
+    more["relevant_match"] = torch.cat([more["relevant_match"], torch.zeros(B, 2, K + 3)], 1)
+    more["target_match"] = torch.cat([inputs["target_match"], torch.zeros(B, 3)], 1)
     relevant_p, target_p = _logits(head, padded, more)
     valid = objects.valid
     for row in range(B):
@@ -256,3 +280,21 @@ def test_priors_change_the_target_scores() -> None:
     _, target = _logits(head, objects, inputs)
     _, other = _logits(head, objects, dict(inputs, priors=inputs["priors"] + 1))
     assert (target - other).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_the_words_and_the_name_match_change_the_scores() -> None:
+    """Both stages read the question's words and which objects fit the written name."""
+    head, objects = _head(), _objects()
+    inputs = _inputs(objects)
+    relevant, target = _logits(head, objects, inputs)
+    reworded = dict(inputs, words=torch.randn(B, 5, H))
+    renamed = dict(
+        inputs,
+        relevant_match=1 - inputs["relevant_match"],
+        target_match=1 - inputs["target_match"],
+    )
+    for other in (reworded, renamed):
+        relevant_o, target_o = _logits(head, objects, other)
+        assert (relevant - relevant_o).abs().max() > 1e-3
+        assert (target - target_o).abs().max() > 1e-3
