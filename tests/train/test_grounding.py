@@ -5,7 +5,7 @@ import torch
 
 from r2s_model.grounding.head import GroundingHead
 from r2s_model.grounding.objects import ObjectSet
-from r2s_model.train.grounding import IGNORE, GroundingTraining, stack_batch
+from r2s_model.train.grounding import IGNORE, GroundingBatch, GroundingTraining, stack_batch
 from r2s_model.train.samples import UNMATCHED, InstructionSample
 from r2s_model.train.states import SampleStates
 
@@ -46,6 +46,19 @@ LABELS = {
         ("red", "box"),
     ],
 }
+
+
+def logits(head: GroundingHead, batch: GroundingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both stages' logits of a batch, with its own priors."""
+    words = (batch.words, batch.word_valid)
+    relevant = head.relevant_logits(
+        batch.relevant_states, batch.relevant_valid, batch.objects, *words, batch.relevant_match
+    )
+    target = head.target_logits(
+        batch.target_states, batch.objects, batch.priors, batch.prior_valid, *words,
+        batch.target_match,
+    )  # fmt: skip
+    return relevant, target
 
 
 def test_labels_priors_and_padding_of_a_batch() -> None:
@@ -97,22 +110,7 @@ def test_the_losses_are_cross_entropies_over_the_labelled_rows() -> None:
     samples = [sample("a", "small", [0, UNMATCHED], 1), sample("c", "small", [2], UNMATCHED)]
     batch = stack_batch(samples, SCENES, LABELS, {"a": states(2), "c": states(1)}, True, [[0], [2]])
     losses = GroundingTraining(head, True)(batch)
-    words = (batch.words, batch.word_valid)
-    target = head.target_logits(
-        batch.target_states,
-        batch.objects,
-        batch.priors,
-        batch.prior_valid,
-        *words,
-        batch.target_match,
-    )
-    relevant = head.relevant_logits(
-        batch.relevant_states,
-        batch.relevant_valid,
-        batch.objects,
-        *words,
-        batch.relevant_match,
-    )
+    relevant, target = logits(head, batch)
     expected_target = -target.log_softmax(-1)[0, 1]
     expected_relevant = -(relevant.log_softmax(-1)[0, 0, 0] + relevant.log_softmax(-1)[1, 0, 2]) / 2
     torch.testing.assert_close(losses["target"], expected_target)
@@ -129,23 +127,7 @@ def test_padding_words_and_objects_change_no_score() -> None:
     cached = {"a": states(1, words=2), "b": states(2, words=6)}
 
     def scores(samples: list, priors: list, cached: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = stack_batch(samples, SCENES, LABELS, cached, True, priors)
-        words = (batch.words, batch.word_valid)
-        target = head.target_logits(
-            batch.target_states,
-            batch.objects,
-            batch.priors,
-            batch.prior_valid,
-            *words,
-            batch.target_match,
-        )
-        relevant = head.relevant_logits(
-            batch.relevant_states,
-            batch.relevant_valid,
-            batch.objects,
-            *words,
-            batch.relevant_match,
-        )
+        relevant, target = logits(head, stack_batch(samples, SCENES, LABELS, cached, True, priors))
         return target[0, [0, 1, 2, -1]], relevant[0, 0, [0, 1, 2, -1]]
 
     with torch.no_grad():
