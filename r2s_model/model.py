@@ -52,6 +52,7 @@ from r2s_model.prompts import (
     PromptBuilder,
     TokenSequence,
     name_matches,
+    noun,
     stated_name,
 )
 from r2s_model.scene import SceneEncoding, capped_neighbours
@@ -173,7 +174,7 @@ class R2SModel(nn.Module):
         table = self.llm.get_input_embeddings()
         rows = []
         for name in names:
-            ids = torch.tensor(self.prompts.text(" " + name.replace("_", " ")))
+            ids = torch.tensor(self.prompts.text(" " + noun(name)))
             rows.append(table(ids).detach().float().mean(0))
         return torch.stack(rows)
 

@@ -35,6 +35,11 @@ NO_RELEVANT = "none"
 NO_TARGET = "nothing"
 
 
+def noun(category: str) -> str:
+    """How text names a category: "trash_can" -> "trash can"."""
+    return category.replace("_", " ")
+
+
 def stated_name(question: str, color: str, category: str) -> str:
     """How an answer to `question` names an object of `category` and `color`: "lamp", or
     "white lamp" where the question says "white" ("brown" counts for "wooden brown").
@@ -42,21 +47,17 @@ def stated_name(question: str, color: str, category: str) -> str:
     An answer never states what the question does not give: which chair is "nearest the
     window" the LLM cannot read from words, so a gold answer naming that chair's colour would
     teach it to guess, and the grounding head to trust the guess."""
-    noun = category.replace("_", " ")
     word = color.split()[-1]
     if re.search(rf"\b{re.escape(word)}\b", question, flags=re.IGNORECASE):
-        return f"{color} {noun}"
-    return noun
+        return f"{color} {noun(category)}"
+    return noun(category)
 
 
 def name_matches(names: list[str], labels: list[tuple[str, str]]) -> Tensor:
     """(len(names), K) float32: 1 where names[i] fits object k, whose (colour, category) label
     is labels[k]: the name is its category, alone or after its colour ("chair" fits every
     chair, "red chair" the red ones)."""
-    fitting = [
-        {category.replace("_", " "), f"{color} {category.replace('_', ' ')}"}
-        for color, category in labels
-    ]
+    fitting = [{noun(category), f"{color} {noun(category)}"} for color, category in labels]
     return torch.tensor([[float(name in fit) for fit in fitting] for name in names]).reshape(
         len(names), len(labels)
     )

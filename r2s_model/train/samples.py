@@ -18,7 +18,7 @@ import torch
 from r2s_model.data.io import SceneArrays, SyntheticDataset
 from r2s_model.grounding.objects import ObjectSet
 from r2s_model.objects.cache import CachedScene, ObjectCache
-from r2s_model.prompts import name_matches, stated_name
+from r2s_model.prompts import name_matches, noun, stated_name
 
 MIN_MATCH_IOU = 0.25
 UNMATCHED = -1
@@ -41,8 +41,7 @@ def asked_name(scene: SceneArrays, record: dict[str, Any]) -> str | None:
     if "category" not in node:
         return None
     category, color = node["category"], node.get("color")
-    name = stated_name(record["question"], color, category) if color else category
-    name = name.replace("_", " ")
+    name = stated_name(record["question"], color, category) if color else noun(category)
     labels = list(zip(scene.color_of().values(), scene.category_of().values(), strict=True))
     return name if name_matches([name], labels).any() else None
 
