@@ -51,9 +51,9 @@ from r2s_model.prompts import (
     SEG,
     PromptBuilder,
     TokenSequence,
+    answer_names,
     name_matches,
     noun,
-    stated_name,
 )
 from r2s_model.scene import SceneEncoding, capped_neighbours
 from r2s_model.validation import InvalidInstruction, clean_cloud, clean_instruction
@@ -309,7 +309,7 @@ class R2SModel(nn.Module):
             prompt = prompts.stage2_prompt()
         else:
             prompt = prompts.single_stage_prompt()
-        options = [stated_name(text, *label) for label in scene.object_labels]
+        options = answer_names(text, scene.object_labels)
         generated, states, name = _name_target(self, prompt, cache, options)
         answer = generated
         match = name_matches([name], scene.object_labels).to(self.device)
@@ -440,9 +440,9 @@ def _name_target(
     model: R2SModel, prompt: list[int], cache: DynamicCache, names: list[str]
 ) -> tuple[list[int], Tensor, str]:
     """Stage 2's answer, restricted to the scene: after `prompt`, the LLM scores
-    " <name>[SEG]" for every name of `names` (the scene's objects, named as the question
-    names things) and " nothing[SEG]", and the likeliest is written. A free answer can name a
-    colour the scene does not have. Returns the written ids, the [SEG] state (1, H) and the
+    " <name>[SEG]" for every name of `names` (`answer_names` of the scene's objects) and
+    " nothing[SEG]", and the likeliest is written. A free answer can name a colour the scene
+    does not have. Returns the written ids, the [SEG] state (1, H) and the
     name written."""
     prompts = model.prompts
     _, logits = _run(model, prompt, None, cache)

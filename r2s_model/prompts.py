@@ -8,8 +8,8 @@ Layout (<scene> placeholders are replaced by one object token each before the LL
     stage 2        "\\nTarget:" -> " lamp[SEG]" <eos>     (" nothing[SEG]" when none)
     single stage   question + "Target:" -> " lamp[SEG]" <eos>
 
-Answers name objects as the question does (`stated_name`): the category, with the colour only
-where the question states it.
+Answers name objects as the question does: the category, with the colour only where the
+question states it for that object (`answer_names`).
 
 The hidden states the LLM produces with [REL]/[SEG] as input are what the grounding head
 scores the objects with. Pieces are tokenised separately and concatenated, so a special token
@@ -40,17 +40,19 @@ def noun(category: str) -> str:
     return category.replace("_", " ")
 
 
-def stated_name(question: str, color: str, category: str) -> str:
-    """How an answer to `question` names an object of `category` and `color`: "lamp", or
-    "white lamp" where the question says "white" ("brown" counts for "wooden brown").
-
-    An answer never states what the question does not give: which chair is "nearest the
-    window" the LLM cannot read from words, so a gold answer naming that chair's colour would
-    teach it to guess, and the grounding head to trust the guess."""
-    word = color.split()[-1]
-    if re.search(rf"\b{re.escape(word)}\b", question, flags=re.IGNORECASE):
-        return f"{color} {noun(category)}"
-    return noun(category)
+def answer_names(question: str, labels: list[tuple[str, str]]) -> list[str]:
+    """The names an answer to `question` may give the objects whose (colour, category) labels
+    are `labels`, each once: every category ("lamp"), and "white lamp" where the question says
+    "white" ("brown" counts for "wooden brown"). Stage 2 chooses among them; training names an
+    object with its colour only where the question states it for that object, which words
+    alone do not tell ("the lamp on the white desk")."""
+    names = []
+    for color, category in labels:
+        names.append(noun(category))
+        word = color.split()[-1]
+        if re.search(rf"\b{re.escape(word)}\b", question, flags=re.IGNORECASE):
+            names.append(f"{color} {noun(category)}")
+    return list(dict.fromkeys(names))
 
 
 def name_matches(names: list[str], labels: list[tuple[str, str]]) -> Tensor:

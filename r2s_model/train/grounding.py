@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from r2s_model.checkpoint import save_checkpoint
+from r2s_model.config import AugmentationConfig
 from r2s_model.data.io import SyntheticDataset
 from r2s_model.grounding.head import GroundingHead
 from r2s_model.grounding.objects import ObjectSet
@@ -30,7 +31,7 @@ from r2s_model.objects.cache import ObjectCache
 from r2s_model.prompts import name_matches
 from r2s_model.train.config import TrainConfig
 from r2s_model.train.model_init import build_model
-from r2s_model.train.samples import UNMATCHED, InstructionSample, load_split
+from r2s_model.train.samples import ASKED, UNMATCHED, InstructionSample, load_split
 from r2s_model.train.states import SampleStates, read_states, states_folder
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # no-target score thresholds tried at export
@@ -138,7 +139,7 @@ def stack_batch(
         relevant[row, : len(state.relevant)] = state.relevant.float()
         relevant_valid[row, : len(state.relevant)] = True
         for slot, label in enumerate(sample.relevant_objects[: len(state.relevant)]):
-            relevant_labels[row, slot] = IGNORE if label == UNMATCHED else label
+            relevant_labels[row, slot] = IGNORE if label in (UNMATCHED, ASKED) else label
     targets = torch.tensor(
         [
             size if s.target_object is None else IGNORE if s.target_object == UNMATCHED
@@ -158,6 +159,33 @@ def stack_batch(
         sets, words, word_valid, relevant, relevant_valid, relevant_labels, relevant_match,
         target_states, targets, target_match, prior_index, prior_valid,
     )  # fmt: skip
+
+
+def training_priors(
+    sample: InstructionSample,
+    labels: list[tuple[str, str]],
+    augment: AugmentationConfig,
+    max_relevant: int,
+    rng: np.random.Generator,
+) -> list[int]:
+    """Stage-2 priors to train `sample` with, in a scene whose objects the parser labelled
+    `labels`: the annotated relevant proposals, some dropped, maybe distractors added. A
+    no-target question's asked name gets one of the proposals of that name, as stage 1 chooses
+    one at inference."""
+    relevant = list(sample.relevant_objects)
+    if ASKED in relevant:
+        fitting = np.flatnonzero(name_matches([sample.target_name], labels)[0].numpy())
+        relevant[relevant.index(ASKED)] = int(rng.choice(fitting)) if len(fitting) else ASKED
+    kept = [
+        index
+        for index in dict.fromkeys(relevant)
+        if index >= 0 and rng.random() >= augment.drop_prob
+    ]
+    if rng.random() < augment.add_prob:
+        others = [i for i in range(len(labels)) if i not in kept and i != sample.target_object]
+        extra = int(rng.integers(1, augment.max_distractors + 1))
+        kept += rng.permutation(others)[:extra].tolist() if others else []
+    return kept[:max_relevant]
 
 
 class GroundingTask:
@@ -214,27 +242,22 @@ class GroundingTask:
         rng = np.random.default_rng([self.config.seed, index, rank])
         size = self.config.data.batch_size
         chosen = [self.train_samples[i] for i in rng.choice(len(self.train_samples), size)]
-        priors = [self._train_priors(s, rng) for s in chosen] if self.two_stage else [[]] * size
+        model = self.config.model
+        priors = (
+            [
+                training_priors(
+                    s, self.train_labels[s.scene_id], model.augmentation, model.max_relevant, rng
+                )
+                for s in chosen
+            ]
+            if self.two_stage
+            else [[]] * size
+        )
         batch = stack_batch(
             chosen, self.train_objects, self.train_labels, self.train_states, self.two_stage,
             priors,
         )  # fmt: skip
         return batch, size
-
-    def _train_priors(self, sample: InstructionSample, rng: np.random.Generator) -> list[int]:
-        """The annotated relevant proposals, some dropped, maybe distractors added."""
-        augment = self.config.model.augmentation
-        kept = [
-            index
-            for index in dict.fromkeys(sample.relevant_objects)
-            if index != UNMATCHED and rng.random() >= augment.drop_prob
-        ]
-        if rng.random() < augment.add_prob:
-            count = len(self.train_objects[sample.scene_id])
-            others = [i for i in range(count) if i not in kept and i != sample.target_object]
-            extra = int(rng.integers(1, augment.max_distractors + 1))
-            kept += rng.permutation(others)[:extra].tolist() if others else []
-        return kept[: self.config.model.max_relevant]
 
     @torch.no_grad()
     def validate(self, module: nn.Module, limit: int | None) -> dict[str, Any]:
@@ -301,8 +324,9 @@ def score_cached(
                 size = len(objects[sample.scene_id])
                 chosen = [int(p) for p in picks[row, :count] if int(p) < size]
                 priors[row] = list(dict.fromkeys(chosen))[: head.max_priors]
-                truth = set(sample.relevant_objects) - {UNMATCHED}
-                annotated += len(sample.relevant_objects)
+                annotated_objects = [i for i in sample.relevant_objects if i != ASKED]
+                truth = set(annotated_objects) - {UNMATCHED}
+                annotated += len(annotated_objects)
                 found_relevant += len(truth & set(priors[row]))
                 chosen_relevant += len(priors[row])
             batch = stack_batch(part, objects, labels, states, two_stage, priors).to(device)

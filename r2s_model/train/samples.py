@@ -18,15 +18,36 @@ import torch
 from r2s_model.data.io import SceneArrays, SyntheticDataset
 from r2s_model.grounding.objects import ObjectSet
 from r2s_model.objects.cache import CachedScene, ObjectCache
-from r2s_model.prompts import name_matches, noun, stated_name
+from r2s_model.prompts import name_matches, noun
 
 MIN_MATCH_IOU = 0.25
 UNMATCHED = -1
+# The [REL] of a no-target question's asked name (`asked_name`): no object is annotated for it.
+ASKED = -2
 
 
-def object_name(scene: SceneArrays, object_id: int, question: str) -> str:
-    """How answers to `question` name an object (`stated_name`): "chair" or "green chair"."""
-    return stated_name(question, scene.color_of()[object_id], scene.category_of()[object_id])
+def stated_labels(program: dict[str, Any] | list[Any]) -> set[tuple[str, str]]:
+    """Every (colour, category) a program states: {("red", "box")} for "the chair near the red
+    box"."""
+    nodes = program if isinstance(program, list) else [program]
+    stated = set()
+    for node in nodes:
+        if "color" in node and "category" in node:
+            stated.add((node["color"], node["category"]))
+        for key in ("of", "reference"):
+            if key in node:
+                stated |= stated_labels(node[key])
+    return stated
+
+
+def object_name(scene: SceneArrays, object_id: int, stated: set[tuple[str, str]]) -> str:
+    """How an answer names an object: its category, after its colour where the question
+    states that colour for an object of that category (`stated_labels`). An answer never
+    states what the question does not give: which chair is "nearest the window" the LLM
+    cannot read from words, so a gold answer naming that chair's colour would teach it to
+    guess, and the grounding head to trust the guess."""
+    color, category = scene.color_of()[object_id], scene.category_of()[object_id]
+    return f"{color} {noun(category)}" if (color, category) in stated else noun(category)
 
 
 def asked_name(scene: SceneArrays, record: dict[str, Any]) -> str | None:
@@ -40,8 +61,9 @@ def asked_name(scene: SceneArrays, record: dict[str, Any]) -> str | None:
         node = node["of"]
     if "category" not in node:
         return None
-    category, color = node["category"], node.get("color")
-    name = stated_name(record["question"], color, category) if color else noun(category)
+    name = noun(node["category"])
+    if "color" in node:
+        name = f"{node['color']} {name}"
     labels = list(zip(scene.color_of().values(), scene.category_of().values(), strict=True))
     return name if name_matches([name], labels).any() else None
 
@@ -85,7 +107,10 @@ def match_objects(
 class InstructionSample:
     """One instruction on one scene. relevant_objects / target_object are proposal indices
     (UNMATCHED when the parser has no proposal for that object); target_object is None for a
-    no-target sample, whose target_name is its `asked_name`. target_ious (K,) float32: each
+    no-target sample, whose target_name is its `asked_name`. A no-target sample with an asked
+    name lists it first among its relevant names, as a sample with a target lists the target,
+    so that stage 1's answer does not tell the two apart; its relevant object is ASKED.
+    target_ious (K,) float32: each
     proposal's IoU with the target (zeros for no target), what a chosen proposal would score."""
 
     sample_id: str
@@ -108,8 +133,15 @@ def scene_samples(
     matches = match_objects(scene.instance, point_objects, count)
     samples = []
     for record in records:
-        relevant = record["relevant_ids"][:max_relevant]
+        stated = stated_labels(record["program"])
         targets = record["target_ids"]
+        relevant = record["relevant_ids"]
+        names = [object_name(scene, i, stated) for i in relevant]
+        proposals = [matches.get(i, (UNMATCHED, 0.0))[0] for i in relevant]
+        if targets:
+            target_name = object_name(scene, targets[0], stated)
+        elif (target_name := asked_name(scene, record)) is not None:
+            names, proposals = [target_name, *names], [ASKED, *proposals]
         ious = np.zeros(count, np.float32)
         if targets:
             truth = np.isin(scene.instance, targets)
@@ -122,13 +154,9 @@ def scene_samples(
                 scene_id=record["scene_id"],
                 category=record["category"],
                 question=record["question"],
-                relevant_names=[object_name(scene, i, record["question"]) for i in relevant],
-                target_name=(
-                    object_name(scene, targets[0], record["question"])
-                    if targets
-                    else asked_name(scene, record)
-                ),
-                relevant_objects=[matches.get(i, (UNMATCHED, 0.0))[0] for i in relevant],
+                relevant_names=names[:max_relevant],
+                target_name=target_name,
+                relevant_objects=proposals[:max_relevant],
                 target_object=matches.get(targets[0], (UNMATCHED, 0.0))[0] if targets else None,
                 target_ious=ious,
             )

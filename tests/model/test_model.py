@@ -9,7 +9,7 @@ import torch
 
 from r2s_model.config import InputLimits
 from r2s_model.model import R2SModel, SegmentationStatus, _generate, _name_target, _run
-from r2s_model.prompts import REL, SEG, stated_name
+from r2s_model.prompts import REL, SEG, answer_names
 from r2s_model.scene import SceneEncoding
 from tests.model.tiny import name_objects, teach, tiny_model, tiny_scene
 
@@ -128,7 +128,7 @@ def test_inference_states_are_the_teacher_forced_states(taught) -> None:
         words, _ = _run(model, question, None, cache)
         generated, relevant = _generate(model, prompts.stage1_prompt(), cache, 20, REL, 4)
         assert generated == prompts.relevant_answer(list(RELEVANT))[:-1]
-        names = [stated_name(INSTRUCTION, *label) for label in encoded.object_labels]
+        names = answer_names(INSTRUCTION, encoded.object_labels)
         named, target, name = _name_target(model, prompts.stage2_prompt(), cache, names)
         assert named == prompts.target_answer(TARGET[0])[:-1] and name == TARGET[0]
     expected_relevant = hidden[0][model.state_slots(ids[0], REL)]

@@ -8,7 +8,7 @@ import pytest
 
 from r2s_model.llm import SPECIAL_TOKENS
 from r2s_model.model import R2SModel, SegmentationStatus
-from r2s_model.prompts import IGNORE_INDEX, REL, SCENE, SEG, PromptBuilder, stated_name
+from r2s_model.prompts import IGNORE_INDEX, REL, SCENE, SEG, PromptBuilder, answer_names
 from tests.model.tiny import TinyScene, tiny_model, tiny_scene
 
 HOSTILE = [
@@ -138,17 +138,22 @@ def test_segment_answers_instructions_with_special_token_strings(
 
 
 @pytest.mark.parametrize(
-    ("question", "color", "category", "name"),
+    ("question", "color", "category", "names"),
     [
-        ("Find the red chair.", "red", "chair", "red chair"),
-        ("Which chair is nearest the window?", "red", "chair", "chair"),  # colour not given
-        ("the BROWN table by the bed", "wooden brown", "table", "wooden brown table"),
-        ("the blue sofa", "dark blue", "sofa", "dark blue sofa"),
-        ("the shredded paper near the bin", "red", "trash_can", "trash can"),  # no "red" word
-        ("the plant in an orange pot", "orange", "plant", "orange plant"),
+        ("Find the red chair.", "red", "chair", ["chair", "red chair"]),
+        ("Which chair is nearest the window?", "red", "chair", ["chair"]),  # colour not given
+        ("the BROWN table by the bed", "wooden brown", "table", ["table", "wooden brown table"]),
+        ("the blue sofa", "dark blue", "sofa", ["sofa", "dark blue sofa"]),
+        ("the shredded paper near the bin", "red", "trash_can", ["trash can"]),  # no "red" word
+        ("the plant in an orange pot", "orange", "plant", ["plant", "orange plant"]),
     ],
 )
-def test_answers_name_objects_as_the_question_does(
-    question: str, color: str, category: str, name: str
+def test_an_answer_may_name_a_colour_only_where_the_question_says_it(
+    question: str, color: str, category: str, names: list[str]
 ) -> None:
-    assert stated_name(question, color, category) == name
+    assert answer_names(question, [(color, category)]) == names
+
+
+def test_answer_names_are_given_once_in_the_order_of_the_objects() -> None:
+    labels = [("red", "chair"), ("red", "chair"), ("blue", "chair"), ("white", "lamp")]
+    assert answer_names("the red chair by the lamp", labels) == ["chair", "red chair", "lamp"]

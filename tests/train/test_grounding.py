@@ -3,10 +3,18 @@
 import numpy as np
 import torch
 
+from r2s_model.config import AugmentationConfig
 from r2s_model.grounding.head import GroundingHead
 from r2s_model.grounding.objects import ObjectSet
-from r2s_model.train.grounding import IGNORE, GroundingBatch, GroundingTraining, stack_batch
-from r2s_model.train.samples import UNMATCHED, InstructionSample
+from r2s_model.train.grounding import (
+    IGNORE,
+    GroundingBatch,
+    GroundingTraining,
+    score_cached,
+    stack_batch,
+    training_priors,
+)
+from r2s_model.train.samples import ASKED, UNMATCHED, InstructionSample
 from r2s_model.train.states import SampleStates
 
 H, D, C, L = 16, 8, 5, 4
@@ -160,3 +168,38 @@ def test_name_matches_mark_the_objects_a_name_fits() -> None:
     assert batch.target_match[0].tolist() == [1, 0, 1, 0, 0]  # padding objects match nothing
     assert batch.relevant_match[1].tolist() == [[0, 1, 0, 0, 0], [0] * 5]
     assert batch.target_match[1].tolist() == [0] * 5
+
+
+def test_a_no_target_questions_asked_name_gets_a_prior_of_that_name_and_no_label() -> None:
+    """ "the lamp near the bed" with no such lamp: stage 1 lists "lamp" first, as it lists a
+    target first; nothing is annotated for it, and training gives stage 2 one of the scene's
+    lamps as a prior, as stage 1 chooses one at inference."""
+    asked = InstructionSample(
+        "a", "large", "no_target", "the lamp near the bed", ["lamp", "white bed"], "lamp",
+        [ASKED, 0], None, np.zeros(5, np.float32),
+    )  # fmt: skip
+    keep_all = AugmentationConfig(drop_prob=0.0, add_prob=0.0)
+    rng = np.random.default_rng(0)
+    chosen = {training_priors(asked, LABELS["large"], keep_all, 4, rng)[0] for _ in range(50)}
+    assert chosen == {1, 2}  # the red and the white lamp, both drawn
+    assert training_priors(asked, LABELS["large"], keep_all, 4, rng)[1:] == [0]
+    batch = stack_batch([asked], SCENES, LABELS, {"a": states(2)}, True, [[1, 0]])
+    assert batch.relevant_labels.tolist() == [[IGNORE, 0]]
+    assert batch.target_labels.tolist() == [5]  # "none"
+    torch.testing.assert_close(batch.relevant_match[0, 0], torch.tensor([0.0, 1, 1, 0, 0]))
+
+
+def test_recall_on_cached_states_counts_only_annotated_relevant_objects() -> None:
+    """An asked name has no annotated object: it adds a choice, never a missed object."""
+    torch.manual_seed(0)
+    head = GroundingHead(H, D, C, L, dim=16, num_layers=1).eval()
+    head.relevant_scorer.match_weight.data.fill_(1000.0)  # each [REL] picks what its name fits
+    asked = InstructionSample(
+        "a", "large", "no_target", "the lamp near the bed", ["lamp", "white bed"], "lamp",
+        [ASKED, 0], None, np.zeros(5, np.float32),
+    )  # fmt: skip
+    scores = score_cached(
+        head, [asked], SCENES, LABELS, {"a": states(2)}, two_stage=True, score_threshold=0.5
+    )
+    # A lamp and the bed chosen; the bed is the one annotated object, and it was found.
+    assert scores["relevant_recall"] == 1.0 and scores["relevant_precision"] == 0.5

@@ -5,7 +5,14 @@ import pytest
 
 from r2s_model.data.io import SceneArrays
 from r2s_model.objects.cache import CachedScene
-from r2s_model.train.samples import MIN_MATCH_IOU, UNMATCHED, match_objects, scene_samples
+from r2s_model.train.samples import (
+    ASKED,
+    MIN_MATCH_IOU,
+    UNMATCHED,
+    match_objects,
+    scene_samples,
+    stated_labels,
+)
 
 # 14 points. Ground truth: object 1 (points 0-3), object 2 (4-5), object 3 (8), 0 = none.
 INSTANCE = np.array([1, 1, 1, 1, 2, 2, 0, 0, 3, 0, 0, 0, 0, 0])
@@ -60,11 +67,15 @@ def record(
     }  # fmt: skip
 
 
-def asking(category: str, color: str | None = None) -> dict:
-    """The program of "the <color> <category> near the red box"."""
-    kind = {"type": "color", "color": color} if color else {"type": "category"}
-    return {"type": "relation", "relation": "near", "of": {**kind, "category": category},
-            "reference": {"type": "color", "category": "box", "color": "red"}}  # fmt: skip
+def node(category: str, color: str | None = None) -> dict:
+    return {"type": "color", "category": category, "color": color} if color else {
+        "type": "category", "category": category}  # fmt: skip
+
+
+def asking(category: str, color: str | None = None, reference: dict | None = None) -> dict:
+    """The program of "the <color> <category> near <reference>" (the red box by default)."""
+    return {"type": "relation", "relation": "near", "of": node(category, color),
+            "reference": reference or node("box", "red")}  # fmt: skip
 
 
 def test_samples_carry_names_proposal_labels_and_target_ious() -> None:
@@ -83,9 +94,11 @@ def test_samples_carry_names_proposal_labels_and_target_ious() -> None:
     assert with_target.relevant_objects == [1, UNMATCHED]
     assert with_target.target_object == 0
     np.testing.assert_allclose(with_target.target_ious, [1.0, 0.0, 0.0])
-    # No target: its name is what it asks for, a chair, as the scene has chairs.
+    # No target: its name is what it asks for, a chair, as the scene has chairs, and stage 1
+    # names it first as it names a target first, with no annotated object.
     assert no_target.target_object is None and no_target.target_name == "chair"
-    assert no_target.relevant_objects == [1]
+    assert no_target.relevant_names == ["chair", "red box"]
+    assert no_target.relevant_objects == [ASKED, 1]
     np.testing.assert_array_equal(no_target.target_ious, np.zeros(3))
 
 
@@ -102,3 +115,16 @@ def test_a_question_without_target_is_answered_with_what_it_asks_for_where_the_s
     assert name("the lamp near the red box", asking("lamp")) is None  # no lamp at all
     something = {"type": "relation", "of": {"type": "function", "function": "sit"}}
     assert name("something to sit on near the red box", something) is None  # a use, not a kind
+
+
+def test_a_colour_is_named_only_for_the_objects_the_question_states_it_for() -> None:
+    arrays, cached = scene()  # a green chair, a red box, a white cup
+    # "the cup near the white table": "white" is the table's; the white cup is just a cup.
+    program = asking("cup", reference=node("table", "white"))
+    (sample,) = scene_samples(
+        arrays, cached, [record("x", "the cup near the white table", [3], [3], program)], 4
+    )
+    assert sample.target_name == "cup" and sample.relevant_names == ["cup"]
+    chain = {"type": "relation", "of": node("box"), "reference": [
+        node("chair", "green"), {"type": "superlative", "of": node("cup", "white")}]}  # fmt: skip
+    assert stated_labels(chain) == {("green", "chair"), ("white", "cup")}

@@ -22,6 +22,7 @@ from r2s_model.train.cli import r2s_task
 from r2s_model.train.config import TrainConfig, load_train_config
 from r2s_model.train.grounding import GroundingTask
 from r2s_model.train.loop import Trainer
+from r2s_model.train.samples import asked_name
 from r2s_model.train.states import build_state_cache, read_states, states_folder
 from r2s_model.train.states import main as cache_states
 
@@ -115,12 +116,18 @@ def test_cached_states_cover_every_sample_and_are_not_recomputed(
 ) -> None:
     hidden = load_checkpoint(answer_run[0] / "model").llm_bundle.hidden_size
     for split in SPLITS:
-        records = SyntheticDataset(data, split).records
+        dataset = SyntheticDataset(data, split)
+        records = dataset.records
         cached = read_states(states, split)
         assert sorted(cached) == sorted(r["sample_id"] for r in records)
         for record in records:
             sample = cached[record["sample_id"]]
-            assert sample.relevant.shape == (min(len(record["relevant_ids"]), 4), hidden)
+            # A no-target question with an asked name lists that name first (samples.ASKED).
+            asked = not record["target_ids"] and asked_name(
+                dataset.scene(record["scene_id"]), record
+            )
+            count = len(record["relevant_ids"]) + bool(asked)
+            assert sample.relevant.shape == (min(count, 4), hidden)
             assert sample.two_stage.shape == sample.single_stage.shape == (hidden,)
             assert sample.relevant.dtype == torch.float16
         assert len(list((states / split).glob("*.pt"))) == len({r["scene_id"] for r in records})
