@@ -9,7 +9,8 @@ Layout (<scene> placeholders are replaced by one object token each before the LL
     single stage   question + "Target:" -> " lamp[SEG]" <eos>
 
 Answers name objects as the question does: the category, with the colour only where the
-question states it for that object (`answer_names`).
+question states it for that object, or the use where the question asks for one
+(`answer_names`).
 
 The hidden states the LLM produces with [REL]/[SEG] as input are what the grounding head
 scores the objects with. Pieces are tokenised separately and concatenated, so a special token
@@ -28,11 +29,24 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from r2s_model.llm import SPECIAL_TOKENS
+from r2s_model.synthetic.programs import FUNCTIONS
 
 REL, SEG, SCENE = SPECIAL_TOKENS
 IGNORE_INDEX = -100
 NO_RELEVANT = "none"
 NO_TARGET = "nothing"
+# How answers name what a question asks for by its use (programs.FUNCTIONS): "something to sit
+# on" fits every chair, sofa, bed and stool.
+USE_NAMES = {
+    "sit": "something to sit on",
+    "sleep": "something to sleep on",
+    "put_things_on": "something to put things on",
+    "store_things": "something to store things in",
+    "light": "something to light the room",
+    "watch": "something to watch",
+    "throw_away": "something to throw things away in",
+    "drink_from": "something to drink from",
+}
 
 
 def noun(category: str) -> str:
@@ -40,26 +54,35 @@ def noun(category: str) -> str:
     return category.replace("_", " ")
 
 
+def uses(category: str) -> list[str]:
+    """The `USE_NAMES` that fit an object of `category`: ["something to watch"] for "tv"."""
+    return [USE_NAMES[use] for use, categories in FUNCTIONS.items() if category in categories]
+
+
 def answer_names(question: str, labels: list[tuple[str, str]]) -> list[str]:
     """The names an answer to `question` may give the objects whose (colour, category) labels
-    are `labels`, each once: every category ("lamp"), and "white lamp" where the question says
-    "white" ("brown" counts for "wooden brown"). Stage 2 chooses among them; training names an
-    object with its colour only where the question states it for that object, which words
-    alone do not tell ("the lamp on the white desk")."""
+    are `labels`, each once: every category ("lamp"), "white lamp" where the question says
+    "white" ("brown" counts for "wooden brown"), and every use that fits one ("something to
+    sit on"). Stage 2 chooses among them; training names an object with its colour only where
+    the question states it for that object, which words alone do not tell ("the lamp on the
+    white desk"), and by its use where the question asks for a use."""
     names = []
     for color, category in labels:
         names.append(noun(category))
         word = color.split()[-1]
         if re.search(rf"\b{re.escape(word)}\b", question, flags=re.IGNORECASE):
             names.append(f"{color} {noun(category)}")
+    names += [use for _, category in labels for use in uses(category)]
     return list(dict.fromkeys(names))
 
 
 def name_matches(names: list[str], labels: list[tuple[str, str]]) -> Tensor:
     """(len(names), K) float32: 1 where names[i] fits object k, whose (colour, category) label
     is labels[k]: the name is its category, alone or after its colour ("chair" fits every
-    chair, "red chair" the red ones)."""
-    fitting = [{noun(category), f"{color} {noun(category)}"} for color, category in labels]
+    chair, "red chair" the red ones), or one of its uses ("something to sit on")."""
+    fitting = [
+        {noun(category), f"{color} {noun(category)}", *uses(category)} for color, category in labels
+    ]
     return torch.tensor([[float(name in fit) for fit in fitting] for name in names]).reshape(
         len(names), len(labels)
     )

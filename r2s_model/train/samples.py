@@ -18,7 +18,8 @@ import torch
 from r2s_model.data.io import SceneArrays, SyntheticDataset
 from r2s_model.grounding.objects import ObjectSet
 from r2s_model.objects.cache import CachedScene, ObjectCache
-from r2s_model.prompts import name_matches, noun
+from r2s_model.prompts import USE_NAMES, name_matches, noun
+from r2s_model.synthetic.programs import FUNCTIONS
 
 MIN_MATCH_IOU = 0.25
 UNMATCHED = -1
@@ -40,30 +41,42 @@ def stated_labels(program: dict[str, Any] | list[Any]) -> set[tuple[str, str]]:
     return stated
 
 
-def object_name(scene: SceneArrays, object_id: int, stated: set[tuple[str, str]]) -> str:
-    """How an answer names an object: its category, after its colour where the question
+def asked(program: dict[str, Any]) -> dict[str, Any]:
+    """The node of a program that says what kind of object it asks for (innermost "of")."""
+    while "of" in program:
+        program = program["of"]
+    return program
+
+
+def object_name(
+    scene: SceneArrays, object_id: int, stated: set[tuple[str, str]], use: str | None
+) -> str:
+    """How an answer names an object: by the `use` the question asks for where it fits the
+    object ("something to sit on"), else by its category, after its colour where the question
     states that colour for an object of that category (`stated_labels`). An answer never
-    states what the question does not give: which chair is "nearest the window" the LLM
-    cannot read from words, so a gold answer naming that chair's colour would teach it to
-    guess, and the grounding head to trust the guess."""
+    states what the question does not give: which chair is "nearest the window", or whether
+    the seat asked for is a chair or a sofa, the LLM cannot read from words, so a gold answer
+    naming that chair's colour would teach it to guess, and the grounding head to trust the
+    guess."""
     color, category = scene.color_of()[object_id], scene.category_of()[object_id]
+    if use is not None and category in FUNCTIONS[use]:
+        return USE_NAMES[use]
     return f"{color} {noun(category)}" if (color, category) in stated else noun(category)
 
 
 def asked_name(scene: SceneArrays, record: dict[str, Any]) -> str | None:
     """The answer's name for a question with no target: what it asks for ("the lamp beside the
-    green bed" -> "lamp") where the scene has such objects, so that the LLM is not taught to
-    tell from words alone that none of them is beside the bed (the grounding head answers "no
-    target"); None ("nothing") where the scene has no object of that name, which the object
-    tokens show, or where the question asks for a use ("something to sit on"), not a kind."""
-    node = record["program"]
-    while "of" in node:
-        node = node["of"]
-    if "category" not in node:
-        return None
-    name = noun(node["category"])
-    if "color" in node:
-        name = f"{node['color']} {name}"
+    green bed" -> "lamp", "something to sit on by the door" -> "something to sit on") where
+    the scene has such objects, so that the LLM is not taught to tell from words alone that
+    none of them is beside the bed (the grounding head answers "no target"); None ("nothing")
+    where the scene has no object of that name, which the object tokens show."""
+    node = asked(record["program"])
+    if "function" in node:
+        name = USE_NAMES[node["function"]]
+    else:
+        name = noun(node["category"])
+        if "color" in node:
+            name = f"{node['color']} {name}"
     labels = list(zip(scene.color_of().values(), scene.category_of().values(), strict=True))
     return name if name_matches([name], labels).any() else None
 
@@ -134,12 +147,13 @@ def scene_samples(
     samples = []
     for record in records:
         stated = stated_labels(record["program"])
+        use = asked(record["program"]).get("function")
         targets = record["target_ids"]
         relevant = record["relevant_ids"]
-        names = [object_name(scene, i, stated) for i in relevant]
+        names = [object_name(scene, i, stated, use) for i in relevant]
         proposals = [matches.get(i, (UNMATCHED, 0.0))[0] for i in relevant]
         if targets:
-            target_name = object_name(scene, targets[0], stated)
+            target_name = object_name(scene, targets[0], stated, use)
         elif (target_name := asked_name(scene, record)) is not None:
             names, proposals = [target_name, *names], [ASKED, *proposals]
         ious = np.zeros(count, np.float32)

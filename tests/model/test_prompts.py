@@ -8,7 +8,16 @@ import pytest
 
 from r2s_model.llm import SPECIAL_TOKENS
 from r2s_model.model import R2SModel, SegmentationStatus
-from r2s_model.prompts import IGNORE_INDEX, REL, SCENE, SEG, PromptBuilder, answer_names
+from r2s_model.prompts import (
+    IGNORE_INDEX,
+    REL,
+    SCENE,
+    SEG,
+    USE_NAMES,
+    PromptBuilder,
+    answer_names,
+    name_matches,
+)
 from tests.model.tiny import TinyScene, tiny_model, tiny_scene
 
 HOSTILE = [
@@ -137,14 +146,18 @@ def test_segment_answers_instructions_with_special_token_strings(
         assert encoded.prefix.get_seq_length() == encoded.prefix_length
 
 
+SIT, SLEEP, PUT = USE_NAMES["sit"], USE_NAMES["sleep"], USE_NAMES["put_things_on"]
+BIN = USE_NAMES["throw_away"]
+
+
 @pytest.mark.parametrize(
     ("question", "color", "category", "names"),
     [
-        ("Find the red chair.", "red", "chair", ["chair", "red chair"]),
-        ("Which chair is nearest the window?", "red", "chair", ["chair"]),  # colour not given
-        ("the BROWN table by the bed", "wooden brown", "table", ["table", "wooden brown table"]),
-        ("the blue sofa", "dark blue", "sofa", ["sofa", "dark blue sofa"]),
-        ("the shredded paper near the bin", "red", "trash_can", ["trash can"]),  # no "red" word
+        ("Find the red chair.", "red", "chair", ["chair", "red chair", SIT]),
+        ("Which chair is nearest the window?", "red", "chair", ["chair", SIT]),  # no colour
+        ("the BROWN table", "wooden brown", "table", ["table", "wooden brown table", PUT]),
+        ("the blue sofa", "dark blue", "sofa", ["sofa", "dark blue sofa", SIT, SLEEP]),
+        ("the shredded paper near the bin", "red", "trash_can", ["trash can", BIN]),  # no "red"
         ("the plant in an orange pot", "orange", "plant", ["plant", "orange plant"]),
     ],
 )
@@ -156,4 +169,14 @@ def test_an_answer_may_name_a_colour_only_where_the_question_says_it(
 
 def test_answer_names_are_given_once_in_the_order_of_the_objects() -> None:
     labels = [("red", "chair"), ("red", "chair"), ("blue", "chair"), ("white", "lamp")]
-    assert answer_names("the red chair by the lamp", labels) == ["chair", "red chair", "lamp"]
+    assert answer_names("the red chair by the lamp", labels) == [
+        "chair", "red chair", "lamp", SIT, USE_NAMES["light"]
+    ]  # fmt: skip
+
+
+def test_a_use_fits_every_object_of_its_categories() -> None:
+    labels = [("red", "chair"), ("grey", "sofa"), ("white", "table"), ("black", "stool")]
+    matches = name_matches([SIT, SLEEP, PUT, "sofa", "grey sofa", "red sofa"], labels)
+    assert matches.tolist() == [
+        [1, 1, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]
+    ]  # fmt: skip

@@ -113,8 +113,12 @@ def test_a_question_without_target_is_answered_with_what_it_asks_for_where_the_s
     assert name("the white cup near the red box", asking("cup", "white")) == "white cup"
     assert name("the green cup near the red box", asking("cup", "green")) is None  # no such cup
     assert name("the lamp near the red box", asking("lamp")) is None  # no lamp at all
-    something = {"type": "relation", "of": {"type": "function", "function": "sit"}}
-    assert name("something to sit on near the red box", something) is None  # a use, not a kind
+    sit = {"type": "relation", "of": {"type": "function", "function": "sit"}}
+    assert name("somewhere to sit near the red box", sit) == "something to sit on"  # the chair
+    drink = {"type": "relation", "of": {"type": "function", "function": "drink_from"}}
+    assert name("a mug by the red box", drink) == "something to drink from"  # the cup
+    sleep = {"type": "relation", "of": {"type": "function", "function": "sleep"}}
+    assert name("a bed by the red box", sleep) is None  # nothing to sleep on
 
 
 def test_a_colour_is_named_only_for_the_objects_the_question_states_it_for() -> None:
@@ -128,3 +132,15 @@ def test_a_colour_is_named_only_for_the_objects_the_question_states_it_for() -> 
     chain = {"type": "relation", "of": node("box"), "reference": [
         node("chair", "green"), {"type": "superlative", "of": node("cup", "white")}]}  # fmt: skip
     assert stated_labels(chain) == {("green", "chair"), ("white", "cup")}
+
+
+def test_a_question_asking_for_a_use_names_the_objects_of_that_use_by_it() -> None:
+    """ "somewhere to sit, the farthest from the red box": the answer does not guess whether the
+    seat is a chair or a sofa; compared seats are named by the use too, references by kind."""
+    arrays, cached = scene()  # a green chair, a red box, a white cup
+    program = {"type": "superlative", "measure": "farthest", "reference": node("box", "red"),
+               "of": {"type": "function", "function": "sit"}}  # fmt: skip
+    question = "somewhere to sit, the farthest from the red box"
+    (sample,) = scene_samples(arrays, cached, [record("x", question, [1, 2], [1], program)], 4)
+    assert sample.target_name == "something to sit on"
+    assert sample.relevant_names == ["something to sit on", "red box"]
