@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -205,10 +205,16 @@ class R2SModel(nn.Module):
     # ---- inference -----------------------------------------------------------------------
 
     @torch.no_grad()
-    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None = None) -> SceneEncoding:
+    def encode_scene(
+        self, points: np.ndarray, colors: np.ndarray | None = None, max_points: int | None = None
+    ) -> SceneEncoding:
         """Validates and encodes a cloud once: points (N, 3), colors (N, 3) in [0, 1] or uint8.
+        At most `max_points` of them are encoded (the config's `limits.max_points` when None,
+        never more; a fixed-seed uniform sample), and masks still cover every input point.
         Reuse the result for every instruction while the scene is unchanged."""
         limits = self.config.limits
+        if max_points is not None:
+            limits = replace(limits, max_points=min(max_points, limits.max_points))
         cloud = clean_cloud(points, colors, limits)
         if len(cloud.points) < limits.min_points:
             return SceneEncoding(cloud, None, None, None, 0, 0.0, 0.0)

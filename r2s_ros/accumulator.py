@@ -16,7 +16,7 @@ can tell how much the scene moved on since the snapshot it encoded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -87,14 +87,6 @@ class SceneSnapshot:
     @property
     def num_voxels(self) -> int:
         return len(self.points)
-
-    def thinned(self, max_points: int) -> SceneSnapshot:
-        """At most max_points of the voxels, taken at an even stride in key order (spatially
-        even, deterministic); the snapshot itself when it is that small already."""
-        stride = -(-self.num_voxels // max_points)
-        if stride <= 1:
-            return self
-        return replace(self, points=self.points[::stride], colors=self.colors[::stride])
 
 
 @dataclass(frozen=True)

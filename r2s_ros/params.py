@@ -75,7 +75,10 @@ DESCRIPTIONS = {
         "reuse the last scene encoding while the voxels added and removed since it was taken "
         "stay at most this share of it (0..1; 0: only while nothing changed)"
     ),
-    "max_encoded_points": "the scene is thinned to at most this many points to encode (> 0)",
+    "max_encoded_points": (
+        "at most this many scene points are encoded (a fixed-seed sample); answers still "
+        "cover every scene point (> 0)"
+    ),
     "scene_cloud_period_s": "period of ~/scene_cloud, seconds; 0 disables it",
     "scene_cloud_max_points": "~/scene_cloud is downsampled to at most this many points (> 0)",
     "diagnostics_period_s": "period of /diagnostics, seconds (> 0)",

@@ -12,7 +12,8 @@ gets its one answer, `cancelled`.
 
 Moving-scene policy (`EncodingPolicy`): the encoder dominates the cost, and on a moving robot
 the scene changes with every cloud, so the worker never encodes per cloud, only when it takes a
-job, and then the scene snapshot of that moment, thinned to at most `max_points` points. It
+job, and then the scene snapshot of that moment, of which at most `max_points` points are
+encoded (the answer's masks still cover every point of the snapshot). It
 reuses the last encoding instead when (a) its snapshot was taken after the job arrived (a job
 that waited behind an encoding gets a scene at least as new as the one it was asked about), or
 (b) the voxels added and removed since that snapshot are at most `reuse_fraction` of it. A job
@@ -49,7 +50,9 @@ OnRelevant = Callable[[list[RelevantPrediction]], None] | None
 
 
 class SegmentationModel(Protocol):
-    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding: ...
+    def encode_scene(
+        self, points: np.ndarray, colors: np.ndarray | None, max_points: int | None
+    ) -> SceneEncoding: ...
 
     def segment(
         self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
@@ -61,7 +64,7 @@ class EncodingPolicy:
     """When the worker encodes the scene anew (see the module doc)."""
 
     reuse_fraction: float = 0.1  # reuse while this share of the voxels changed, at most
-    max_points: int = 200_000  # the encoded snapshot is thinned to this many points
+    max_points: int = 200_000  # at most this many of the snapshot's points are encoded
 
     @classmethod
     def from_parameters(cls, parameters: NodeParameters) -> EncodingPolicy:
@@ -76,7 +79,7 @@ class EncodingPolicy:
 
 @dataclass(frozen=True)
 class _Encoded:
-    """The last encoding: of `scene` (thinned), a snapshot taken at `taken_s` (perf_counter) of
+    """The last encoding: of `scene`, a snapshot taken at `taken_s` (perf_counter) of
     a map of `num_voxels` voxels whose change total was `scene.changes`."""
 
     scene: SceneSnapshot
@@ -235,7 +238,7 @@ class InferenceWorker:
 
     def _encoding(self, answer: Answer) -> tuple[SceneSnapshot, SceneEncoding]:
         """The scene to answer on and its encoding: the last one while the policy allows,
-        else the current snapshot's, thinned and encoded now."""
+        else the current snapshot's, encoded now."""
         taken_s = time.perf_counter()
         scene = self._snapshot_scene()
         cached = self._cached
@@ -243,11 +246,10 @@ class InferenceWorker:
             answer.reused_encoding = True
             return cached.scene, cached.encoding
         self._cached = None  # a failed encode must not leave the previous scene's cache behind
-        encoded = scene.thinned(self._policy.max_points)
-        encoding = self._model.encode_scene(encoded.points, encoded.colors)
+        encoding = self._model.encode_scene(scene.points, scene.colors, self._policy.max_points)
         answer.encode_ms = (time.perf_counter() - taken_s) * 1000.0
-        self._cached = _Encoded(encoded, encoding, taken_s, scene.num_voxels)
-        return encoded, encoding
+        self._cached = _Encoded(scene, encoding, taken_s, scene.num_voxels)
+        return scene, encoding
 
     def _reusable(self, cached: _Encoded, scene: SceneSnapshot, job: InstructionJob) -> bool:
         if job.received_s <= cached.taken_s:

@@ -56,8 +56,10 @@ class HookedModel:
         self._model = model
         self._around = around
 
-    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding:
-        return self._model.encode_scene(points, colors)
+    def encode_scene(
+        self, points: np.ndarray, colors: np.ndarray | None, max_points: int | None = None
+    ) -> SceneEncoding:
+        return self._model.encode_scene(points, colors, max_points)
 
     def segment(
         self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None

@@ -51,12 +51,14 @@ class GatedModel:
         self.release = threading.Event()  # set by the test: go on
         self.left = threading.Event()  # an encode_scene returned
 
-    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding:
+    def encode_scene(
+        self, points: np.ndarray, colors: np.ndarray | None, max_points: int | None
+    ) -> SceneEncoding:
         self.entered.set()
         if not self.release.wait(WAIT_S):
             raise RuntimeError("the test never opened the gate")
         try:
-            return self._model.encode_scene(points, colors)
+            return self._model.encode_scene(points, colors, max_points)
         finally:
             self.left.set()
 

@@ -39,7 +39,8 @@ FAILING_INSTRUCTION = "the object that breaks the model"
 
 
 class FailsOnOneInstruction:
-    """The real tiny model, except that `segment` raises for FAILING_INSTRUCTION.
+    """The real tiny model, except that `segment` raises for FAILING_INSTRUCTION; it keeps
+    the encodings it made.
 
     Random weights never fail on their own, so a thin wrapper is the only way to force a failure
     of the real model; every other call is the real model's.
@@ -47,9 +48,13 @@ class FailsOnOneInstruction:
 
     def __init__(self, model: R2SModel) -> None:
         self._model = model
+        self.encodings: list[SceneEncoding] = []
 
-    def encode_scene(self, points: np.ndarray, colors: np.ndarray | None) -> SceneEncoding:
-        return self._model.encode_scene(points, colors)
+    def encode_scene(
+        self, points: np.ndarray, colors: np.ndarray | None, max_points: int | None
+    ) -> SceneEncoding:
+        self.encodings.append(self._model.encode_scene(points, colors, max_points))
+        return self.encodings[-1]
 
     def segment(
         self, scene: SceneEncoding, instruction: str, on_relevant: OnRelevant = None
@@ -209,16 +214,22 @@ def test_jobs_that_waited_behind_an_encoding_reuse_it_on_a_moving_scene(harness:
     assert not later.reused_encoding and later.scene.version > second.scene.version
 
 
-def test_the_encoded_scene_is_thinned_to_max_points(model: FailsOnOneInstruction) -> None:
+def test_at_most_max_points_are_encoded_and_answers_cover_the_whole_scene(
+    model: FailsOnOneInstruction,
+) -> None:
+    """A thinned answer would mark a quarter of the target's points (IoU 0.25 at best)."""
     harness = Harness(model, EncodingPolicy(max_points=BOX_POINTS // 4))
     try:
         answer = harness.ask("the red box")
     finally:
         harness.worker.stop()
     assert answer.output is not None, answer.error
-    assert answer.scene.num_voxels == BOX_POINTS // 4
-    np.testing.assert_array_equal(answer.scene.points, harness.scene.points[::4])
-    assert len(answer.output.target_mask) == BOX_POINTS // 4  # masks over what was encoded
+    assert len(model.encodings[-1].cloud.points) == BOX_POINTS // 4
+    assert answer.scene.num_voxels == BOX_POINTS  # the snapshot, whole
+    np.testing.assert_array_equal(answer.scene.points, harness.scene.points)
+    assert len(answer.output.target_mask) == BOX_POINTS  # masks over every scene point
+    for element in answer.output.relevant:
+        assert len(element.mask) == BOX_POINTS
 
 
 def test_progress_reports_the_encoding_then_stage_1s_elements(harness: Harness) -> None:
