@@ -16,9 +16,9 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
 
 if [[ "${FULL:-0}" == 1 ]]; then
-  SCENES=400; SAMPLES=25; ANSWER_STEPS=250; GROUNDING_STEPS=4000
+  SCENES=400; SAMPLES=25; ANSWER_STEPS=(); GROUNDING_STEPS=()  # the configs' step counts
 else
-  SCENES=40; SAMPLES=10; ANSWER_STEPS=40; GROUNDING_STEPS=300
+  SCENES=40; SAMPLES=10; ANSWER_STEPS=(optim.steps=40); GROUNDING_STEPS=(optim.steps=300)
 fi
 [[ -d "$DATA" ]] || "$BIN/r2s-gen-data" --out "$DATA" --seed 21 --scenes-train "$SCENES" \
   --scenes-val 30 --samples-per-scene "$SAMPLES" --workers "$(nproc)"
@@ -26,12 +26,12 @@ fi
 
 SET=(device=cuda threads=0 data.root="$DATA")
 "$BIN/r2s-train" --config configs/train/answer.yaml --set "${SET[@]}" out="$OUT/answer" \
-  optim.steps=$ANSWER_STEPS 2>&1 | tee "$OUT/answer.log"
+  "${ANSWER_STEPS[@]}" 2>&1 | tee "$OUT/answer.log"
 "$BIN/r2s-cache-states" --checkpoint "$OUT/answer/model" --data "$DATA" --device cuda
 for mode in two_stage single_stage; do
   "$BIN/r2s-train" --config configs/train/grounding.yaml --set "${SET[@]}" \
     init_from="$OUT/answer/model" out="$OUT/grounding-$mode" model.mode=$mode \
-    optim.steps=$GROUNDING_STEPS 2>&1 | tee "$OUT/grounding-$mode.log"
+    "${GROUNDING_STEPS[@]}" 2>&1 | tee "$OUT/grounding-$mode.log"
   "$BIN/r2s-eval" --data "$DATA" --split val --checkpoint "$OUT/grounding-$mode/model" \
     --device cuda --out "$OUT/eval-$mode.json"
 done
