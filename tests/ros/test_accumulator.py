@@ -270,16 +270,3 @@ def test_snapshots_carry_the_total_of_voxels_added_and_removed() -> None:
     accumulator.reset()  # its 3 voxels removed
     assert accumulator.snapshot().changes == 8
 
-
-def test_thinned_snapshot_takes_an_even_stride() -> None:
-    accumulator = SceneAccumulator(AccumulatorConfig(voxel_size=1.0))
-    accumulator.insert(_cloud(*[(x + 0.5, 0, 0) for x in range(10)]), None, stamp_s=1.0)
-    snapshot = accumulator.snapshot()
-    assert snapshot.thinned(10) is snapshot
-    thinned = snapshot.thinned(4)  # every third voxel: 4 of 10
-    assert _xs(thinned.points) == [0, 3, 6, 9]
-    assert (thinned.version, thinned.changes) == (snapshot.version, snapshot.changes)
-
-
-def _xs(points: np.ndarray) -> list[int]:
-    return np.floor(points[:, 0]).astype(int).tolist()
