@@ -104,7 +104,7 @@ def teach(
     instruction: str,
     relevant: dict[str, int],
     target: tuple[str, int] | None,
-    steps: int = 80,
+    steps: int = 150,
 ) -> None:
     """Fits a tiny model to one instruction on one encoded scene, as the recipe trains: the LLM
     (teacher forced) to write the relevant names with [REL] and the target's with [SEG], then
@@ -120,7 +120,7 @@ def teach(
     ]
     model.train()
     trainable = [p for p in model.llm.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=5e-3)
+    optimizer = torch.optim.Adam(trainable, lr=2e-3)
     for _ in range(steps):
         optimizer.zero_grad()
         model.teacher_forced(tokens, sequences)[0].backward()

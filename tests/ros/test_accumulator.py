@@ -269,4 +269,3 @@ def test_snapshots_carry_the_total_of_voxels_added_and_removed() -> None:
     assert accumulator.snapshot().changes == 5
     accumulator.reset()  # its 3 voxels removed
     assert accumulator.snapshot().changes == 8
-
