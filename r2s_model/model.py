@@ -315,7 +315,7 @@ class R2SModel(nn.Module):
             prompt = prompts.stage2_prompt()
         else:
             prompt = prompts.single_stage_prompt()
-        options = answer_names(text, scene.object_labels, self.config.parser.colors)
+        options = answer_names(text, scene.object_labels)
         generated, states, name = _name_target(self, prompt, cache, options)
         answer = generated
         match = name_matches([name], scene.object_labels).to(self.device)

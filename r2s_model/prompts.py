@@ -59,27 +59,20 @@ def uses(category: str) -> list[str]:
     return [USE_NAMES[use] for use, categories in FUNCTIONS.items() if category in categories]
 
 
-def answer_names(
-    question: str, labels: list[tuple[str, str]], colors: tuple[str, ...]
-) -> list[str]:
-    """The names an answer to `question` may give, each once, for a scene whose objects'
-    (colour, category) labels are `labels`: every category ("lamp"), every category after
-    every colour of `colors` the question says ("white lamp"; "brown" counts for "wooden
-    brown"), whether or not an object of that colour was found, and every use that fits one
-    ("something to sit on"). Stage 2 chooses among them; training names an object with its
-    colour only where the question states it for that object, which words alone do not tell
-    ("the lamp on the white desk"), and by its use where the question asks for a use. A name
-    that fits no object ("the green chair" where no chair is green) is how a question about
-    something the scene lacks reaches the head: `name_matches` gives it no object."""
-    said = [
-        color
-        for color in colors
-        if re.search(rf"\b{re.escape(color.split()[-1])}\b", question, flags=re.IGNORECASE)
-    ]
-    categories = list(dict.fromkeys(category for _, category in labels))
-    names = [noun(category) for category in categories]
-    names += [f"{color} {noun(category)}" for category in categories for color in said]
-    names += [use for category in categories for use in uses(category)]
+def answer_names(question: str, labels: list[tuple[str, str]]) -> list[str]:
+    """The names an answer to `question` may give the objects whose (colour, category) labels
+    are `labels`, each once: every category ("lamp"), "white lamp" where the question says
+    "white" ("brown" counts for "wooden brown"), and every use that fits one ("something to
+    sit on"). Stage 2 chooses among them; training names an object with its colour only where
+    the question states it for that object, which words alone do not tell ("the lamp on the
+    white desk"), and by its use where the question asks for a use."""
+    names = []
+    for color, category in labels:
+        names.append(noun(category))
+        word = color.split()[-1]
+        if re.search(rf"\b{re.escape(word)}\b", question, flags=re.IGNORECASE):
+            names.append(f"{color} {noun(category)}")
+    names += [use for _, category in labels for use in uses(category)]
     return list(dict.fromkeys(names))
 
 

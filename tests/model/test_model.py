@@ -128,7 +128,7 @@ def test_inference_states_are_the_teacher_forced_states(taught) -> None:
         words, _ = _run(model, question, None, cache)
         generated, relevant = _generate(model, prompts.stage1_prompt(), cache, 20, REL, 4)
         assert generated == prompts.relevant_answer(list(RELEVANT))[:-1]
-        names = answer_names(INSTRUCTION, encoded.object_labels, model.config.parser.colors)
+        names = answer_names(INSTRUCTION, encoded.object_labels)
         named, target, name = _name_target(model, prompts.stage2_prompt(), cache, names)
         assert named == prompts.target_answer(TARGET[0])[:-1] and name == TARGET[0]
     expected_relevant = hidden[0][model.state_slots(ids[0], REL)]
