@@ -7,10 +7,11 @@ a new scene costs: superpoints, parser, proposals, the LLM's object-token prefix
 encoding step of the previous design (the 11M-parameter sparse U-Net at 0.02 m voxels on the same
 cloud and superpoints), which alone took longer than the whole pipeline is allowed to.
 
-Writes bench/results/model_<device>_<llm dtype>.json with medians of --repeats runs, the
-ratios against the baseline and the targets.
+Writes bench/results/model_<device>_<llm dtype>_<mode>.json with medians of --repeats runs,
+the ratios against the baseline and the targets.
 
-    .venv/bin/python bench/bench_model.py [--device cuda] [--llm-dtype bfloat16] [--repeats 3]
+    .venv/bin/python bench/bench_model.py [--checkpoint PATH] [--device cuda]
+        [--llm-dtype bfloat16] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import platform
 import resource
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -95,8 +97,10 @@ def measure(model, points: np.ndarray, colors: np.ndarray, repeats: int) -> dict
     }
 
 
-def run(device: torch.device, sizes: dict[str, int], repeats: int, llm_dtype: str) -> dict:
-    model = load_checkpoint(DEFAULT_CHECKPOINT, device=device, llm_dtype=getattr(torch, llm_dtype))
+def run(
+    checkpoint: Path, device: torch.device, sizes: dict[str, int], repeats: int, llm_dtype: str
+) -> dict:
+    model = load_checkpoint(checkpoint, device=device, llm_dtype=getattr(torch, llm_dtype))
     results, baseline = {}, {}
     for name, size in sizes.items():
         points, colors = _room(size)
@@ -121,6 +125,8 @@ def run(device: torch.device, sizes: dict[str, int], repeats: int, llm_dtype: st
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "points": sizes,
+        "checkpoint": str(checkpoint),
+        "mode": model.config.mode,
         "llm": model.llm_bundle.source,
         "llm_dtype": llm_dtype,
         "repeats": repeats,
@@ -135,6 +141,7 @@ def run(device: torch.device, sizes: dict[str, int], repeats: int, llm_dtype: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--demo-points", type=int, default=220_000)
@@ -143,10 +150,10 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     sizes = {"100k": args.points, "demo": args.demo_points}
-    report = run(device, sizes, args.repeats, args.llm_dtype)
-    path = write_result(f"model_{device.type}_{args.llm_dtype}", report)
+    report = run(args.checkpoint, device, sizes, args.repeats, args.llm_dtype)
+    path = write_result(f"model_{device.type}_{args.llm_dtype}_{report['mode']}", report)
 
-    table = Table(title=f"R2S inference, {device}, LLM {args.llm_dtype}")
+    table = Table(title=f"R2S inference, {report['mode']}, {device}, LLM {args.llm_dtype}")
     table.add_column("measure")
     for name in report["results"]:
         table.add_column(f"{name} ({sizes[name]} pts)", justify="right")

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from results_file import write_result
+from tqdm import tqdm
 
 from r2s_model.checkpoint import load_model
 from r2s_model.data.io import color_bytes
@@ -165,7 +166,7 @@ def soak(args: argparse.Namespace) -> dict:
     intake_ms, rss, jobs = [], [(0.0, rss_mb())], []
     begin = time.perf_counter()
     try:
-        for tick in range(ticks):
+        for tick in tqdm(range(ticks), desc="soak", unit="cloud", mininterval=5.0):
             sim_s = tick / args.rate_hz
             delay = begin + sim_s / args.speedup - time.perf_counter()
             if delay > 0:
