@@ -281,17 +281,20 @@ class R2SModel(nn.Module):
         objects = ObjectSet.stack([scene.objects])
         cache = scene.prefix
         start = time.perf_counter()
-        words = _run(self, prompts.question(text), None, cache)[0][None]
+        two_stage = config.mode == "two_stage"
+        question = prompts.question(text)
+        prompt = prompts.stage1_prompt() if two_stage else prompts.single_stage_prompt()
+        hidden, logits = _run(self, question + prompt, None, cache)
+        words = hidden[: len(question)][None]
         word_valid = torch.ones(words.shape[:2], dtype=torch.bool, device=self.device)
         relevant: list[RelevantPrediction] = []
         chosen: list[int] = []
         generated_tokens = 0
         answer: list[int] = []
-        if config.mode == "two_stage":
+        if two_stage:
             generated, states = _generate(
-                self, prompts.stage1_prompt(), cache, config.stage1_max_new_tokens, REL,
-                config.max_relevant,
-            )  # fmt: skip
+                self, logits, cache, config.stage1_max_new_tokens, REL, config.max_relevant
+            )
             generated_tokens += len(generated)
             names = prompts.relevant_names(generated)[: len(states)]
             if len(states):
@@ -312,11 +315,9 @@ class R2SModel(nn.Module):
             if on_relevant is not None:
                 on_relevant(relevant)
             start = time.perf_counter()
-            prompt = prompts.stage2_prompt()
-        else:
-            prompt = prompts.single_stage_prompt()
+            logits = _run(self, prompts.stage2_prompt(), None, cache)[1]
         options = answer_names(text, scene.object_labels)
-        generated, states, name = _name_target(self, prompt, cache, options)
+        generated, states, name = _name_target(self, logits, cache, options)
         answer = generated
         match = name_matches([name], scene.object_labels).to(self.device)
         priors = torch.tensor([chosen], dtype=torch.long, device=self.device).reshape(1, -1)
@@ -327,7 +328,7 @@ class R2SModel(nn.Module):
         probabilities = logits.softmax(-1)
         score, index = probabilities[:-1].max(0)
         index = int(index)
-        timings["stage2" if config.mode == "two_stage" else "stage1"] = _ms_since(start)
+        timings["stage2" if two_stage else "stage1"] = _ms_since(start)
         found = float(score) >= config.score_threshold and float(score) > float(probabilities[-1])
         return SegmentationOutput(
             status=SegmentationStatus.OK if found else SegmentationStatus.NO_TARGET,
@@ -410,13 +411,13 @@ def _run(
 
 def _generate(
     model: R2SModel,
-    prompt: list[int],
+    logits: Tensor,
     cache: DynamicCache,
     max_new_tokens: int,
     state_token: str,
     max_states: int,
 ) -> tuple[list[int], Tensor]:
-    """Greedy continuation of `cache` after `prompt`.
+    """Greedy continuation of `cache`, whose next-token logits (V,) are `logits` (`_run`'s).
 
     Returns the generated ids and the hidden states (K, H) the LLM produced with `state_token`
     as input (as in teacher forcing), stopping at EOS, after `max_states` of them, or at
@@ -424,7 +425,7 @@ def _generate(
     """
     prompts = model.prompts
     state_id = prompts.ids[state_token]
-    hidden, logits = _run(model, prompt, None, cache)
+    logits = logits.clone()
     generated: list[int] = []
     states: list[Tensor] = []
     for _ in range(max_new_tokens):
@@ -438,22 +439,49 @@ def _generate(
             states.append(hidden[-1])
             if len(states) >= max_states:
                 break
-    empty = torch.zeros(0, hidden.shape[-1], device=hidden.device, dtype=hidden.dtype)
+    empty = torch.zeros(0, model.llm_bundle.hidden_size, device=model.device)
     return generated, torch.stack(states) if states else empty
 
 
 def _name_target(
-    model: R2SModel, prompt: list[int], cache: DynamicCache, names: list[str]
+    model: R2SModel, logits: Tensor, cache: DynamicCache, names: list[str]
 ) -> tuple[list[int], Tensor, str]:
-    """Stage 2's answer, restricted to the scene: after `prompt`, the LLM scores
-    " <name>[SEG]" for every name of `names` (`answer_names` of the scene's objects) and
-    " nothing[SEG]", and the likeliest is written. A free answer can name a colour the scene
-    does not have. Returns the written ids, the [SEG] state (1, H) and the
-    name written."""
+    """Stage 2's answer, restricted to the scene: on `cache`, whose next-token logits (V,) are
+    `logits`, the likeliest by the LLM of " <name>[SEG]" for the names of `names`
+    (`answer_names` of the scene's objects) and " nothing[SEG]" is written. A free answer can
+    name a colour the scene does not have. Returns the written ids, the [SEG] state (1, H) and
+    the name written; `cache` is left as it was.
+
+    Exact branch and bound: the options starting with the likeliest first token are scored
+    in one batch; an option whose first token alone is less likely than the best complete
+    option cannot win (later tokens only lower a score), so only the others are scored next.
+    """
     prompts = model.prompts
-    _, logits = _run(model, prompt, None, cache)
     candidates = [*dict.fromkeys(names), NO_TARGET]
     options = [prompts.text(" " + name) + [prompts.ids[SEG]] for name in candidates]
+    first = logits.float().log_softmax(-1)
+    bound = [float(first[option[0]]) for option in options]
+    leading = options[max(range(len(options)), key=bound.__getitem__)][0]
+    pending = [row for row, option in enumerate(options) if option[0] == leading]
+    scores: dict[int, float] = {}
+    states: dict[int, Tensor] = {}
+    while pending:
+        found, found_states = _score_options(model, cache, [options[row] for row in pending])
+        for row, score, state in zip(pending, found, found_states, strict=True):
+            scores[row], states[row] = bound[row] + score, state
+        best = max(scores, key=scores.__getitem__)
+        pending = [
+            row for row in range(len(options)) if row not in scores and bound[row] > scores[best]
+        ]
+    return options[best], states[best][None], candidates[best]
+
+
+def _score_options(
+    model: R2SModel, cache: DynamicCache, options: list[list[int]]
+) -> tuple[list[float], Tensor]:
+    """Each option's log-probability after its first token on a copy of `cache`, in one
+    right-padded batch, and the last-layer state (B, H) at its last token."""
+    prompts = model.prompts
     length = max(len(option) for option in options)
     ids = torch.full((len(options), length), prompts.eos_id, device=model.device)
     past = cache.get_seq_length()
@@ -465,14 +493,12 @@ def _name_target(
     branch = copy.deepcopy(cache)
     branch.batch_repeat_interleave(len(options))
     output = model.llm(inputs_embeds=model.embed(ids, None), attention_mask=attention,
-                       past_key_values=branch)  # fmt: skip
+                       past_key_values=branch, output_hidden_states=True)  # fmt: skip
     following = output.logits.float().log_softmax(-1)
-    first = logits.float().log_softmax(-1)
     scores = [
-        float(first[option[0]])
-        + sum(float(following[row, step - 1, option[step]]) for step in range(1, len(option)))
+        sum(float(following[row, step - 1, option[step]]) for step in range(1, len(option)))
         for row, option in enumerate(options)
     ]
-    best = max(range(len(options)), key=scores.__getitem__)
-    hidden, _ = _run(model, options[best], None, cache)
-    return options[best], hidden[-1:], candidates[best]
+    last = torch.tensor([len(option) - 1 for option in options], device=model.device)
+    states = output.hidden_states[-1][torch.arange(len(options)), last].float()
+    return scores, states

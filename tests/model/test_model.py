@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from r2s_model.config import InputLimits
-from r2s_model.model import R2SModel, SegmentationStatus, _generate, _name_target, _run
-from r2s_model.prompts import REL, SEG, answer_names
+from r2s_model.model import (
+    R2SModel,
+    SegmentationStatus,
+    _generate,
+    _name_target,
+    _run,
+    _score_options,
+)
+from r2s_model.prompts import NO_TARGET, REL, SEG, answer_names
 from r2s_model.scene import SceneEncoding
 from tests.model.tiny import name_objects, teach, tiny_model, tiny_scene
 
@@ -125,18 +132,48 @@ def test_inference_states_are_the_teacher_forced_states(taught) -> None:
         _, without_loss, _ = model.teacher_forced(tokens, [sequence], with_loss=False)
         cache, _ = model.run_prefix(objects)
         question = prompts.question(INSTRUCTION)
-        words, _ = _run(model, question, None, cache)
-        generated, relevant = _generate(model, prompts.stage1_prompt(), cache, 20, REL, 4)
+        hidden_question, logits = _run(model, question + prompts.stage1_prompt(), None, cache)
+        words = hidden_question[: len(question)]
+        generated, relevant = _generate(model, logits, cache, 20, REL, 4)
         assert generated == prompts.relevant_answer(list(RELEVANT))[:-1]
         names = answer_names(INSTRUCTION, encoded.object_labels)
-        named, target, name = _name_target(model, prompts.stage2_prompt(), cache, names)
+        length = cache.get_seq_length()
+        _, logits = _run(model, prompts.stage2_prompt(), None, cache)
+        named, target, name = _name_target(model, logits, cache, names)
         assert named == prompts.target_answer(TARGET[0])[:-1] and name == TARGET[0]
+        assert cache.get_seq_length() == length + len(prompts.stage2_prompt())
     expected_relevant = hidden[0][model.state_slots(ids[0], REL)]
     expected_target = hidden[0][model.state_slots(ids[0], SEG)]
     torch.testing.assert_close(words, hidden[0][: len(question)], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(relevant, expected_relevant, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(target, expected_target, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(without_loss, hidden)  # the state cache's path (no LM head)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stage2_naming_scores_fewer_options_yet_picks_the_likeliest(scene, seed: int) -> None:
+    """The branch and bound of `_name_target` writes the option that scoring every option
+    picks, with the same [SEG] state, on random models where many options compete."""
+    model = tiny_model(seed=seed).eval()
+    encoded = model.encode_scene(scene.points, scene.colors)
+    prompts = model.prompts
+    names = ["chair", "red box", "white lamp", "lamp", "something to sit on", "table", "box"]
+    cache = encoded.prefix
+    with torch.no_grad():
+        _, logits = _run(
+            model, prompts.question("the thing by the door") + prompts.stage2_prompt(), None, cache
+        )
+        length = cache.get_seq_length()
+        written, state, name = _name_target(model, logits, cache, names)
+        assert cache.get_seq_length() == length
+        candidates = [*names, NO_TARGET]
+        options = [prompts.text(" " + n) + [prompts.ids[SEG]] for n in candidates]
+        rest, states = _score_options(model, cache, options)
+    first = logits.float().log_softmax(-1)
+    totals = [float(first[o[0]]) + r for o, r in zip(options, rest, strict=True)]
+    best = int(np.argmax(totals))
+    assert name == candidates[best] and written == options[best]
+    torch.testing.assert_close(state, states[best : best + 1], atol=1e-4, rtol=1e-4)
 
 
 def test_teacher_forcing_rows_do_not_see_each_others_padding(model: R2SModel, scene) -> None:
