@@ -23,6 +23,11 @@ class AugmentationConfig:
     drop_prob: float = 0.2  # each true relevant object is left out with this probability
     add_prob: float = 0.3  # chance of adding distractor objects to a sample's priors
     max_distractors: int = 2
+    # Chance of training a sample whose target alone fits its question (a colour, a relation, a
+    # use; not a superlative) with the target's proposals taken out of the scene: a no-target
+    # sample that differs from a real one only there, and whose [SEG] state still names the
+    # target as the LLM's wrongly named answers do.
+    remove_target_prob: float = 0.0
 
 
 @dataclass

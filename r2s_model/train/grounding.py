@@ -3,15 +3,18 @@
 Each step draws `data.batch_size` instructions of any scenes. Two-stage: every [REL] state
 learns to pick its relevant object's proposal, and the [SEG] state learns to pick the target
 (or "none") with the annotated relevant proposals as priors, augmented as at paper §3.3 (true
-ones dropped, distractors added) so that stage 2 tolerates stage 1's mistakes. Single-stage
-(the ablation): the single-stage [SEG] state, no priors. Validation replays inference on the
-cached val states: stage 1's choices become stage 2's priors.
+ones dropped, distractors added) so that stage 2 tolerates stage 1's mistakes, and some samples
+whose target alone fits the question see the scene without it and learn "none" (the LLM's
+[SEG] state still naming the target, as its mistaken answers to real no-target questions do).
+Single-stage (the ablation): the single-stage [SEG] state, no priors. Validation replays
+inference on the cached val states: stage 1's choices become stage 2's priors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,10 +113,15 @@ def stack_batch(
     states: dict[str, SampleStates],
     two_stage: bool,
     priors: list[list[int]],
+    removed: list[list[int]] | None = None,
 ) -> GroundingBatch:
     """The batch of `samples` with the given prior proposals of each; `labels` holds each
-    scene's objects' likeliest (colour, category) (`ObjectSet.labels`)."""
+    scene's objects' likeliest (colour, category) (`ObjectSet.labels`). A sample with
+    `removed` proposals (`removed_target`) sees its scene without them, and no target."""
     sets = ObjectSet.stack([objects[s.scene_id] for s in samples])
+    removed = removed or [[] for _ in samples]
+    for row, gone in enumerate(removed):
+        sets.valid[row, gone] = False
     size = len(sets)
     rows = [states[s.sample_id] for s in samples]
     count = max(1, max(len(r.relevant) for r in rows))
@@ -139,12 +147,13 @@ def stack_batch(
         relevant[row, : len(state.relevant)] = state.relevant.float()
         relevant_valid[row, : len(state.relevant)] = True
         for slot, label in enumerate(sample.relevant_objects[: len(state.relevant)]):
-            relevant_labels[row, slot] = IGNORE if label in (UNMATCHED, ASKED) else label
+            unknown = label in (UNMATCHED, ASKED) or label in removed[row]
+            relevant_labels[row, slot] = IGNORE if unknown else label
     targets = torch.tensor(
         [
-            size if s.target_object is None else IGNORE if s.target_object == UNMATCHED
+            size if s.target_object is None or gone else IGNORE if s.target_object == UNMATCHED
             else s.target_object
-            for s in samples
+            for s, gone in zip(samples, removed, strict=True)
         ]
     )  # fmt: skip
     width = max((len(p) for p in priors), default=0)
@@ -161,17 +170,30 @@ def stack_batch(
     )  # fmt: skip
 
 
+def removed_target(
+    sample: InstructionSample, augment: AugmentationConfig, rng: np.random.Generator
+) -> list[int]:
+    """The proposals to take out of `sample`'s scene, which turns it into a no-target sample:
+    with probability `remove_target_prob`, its target's parts where the target alone fits the
+    question (`InstructionSample.target_parts`), else none."""
+    if not sample.target_parts or rng.random() >= augment.remove_target_prob:
+        return []
+    matched = () if sample.target_object in (None, UNMATCHED) else (sample.target_object,)
+    return sorted({*sample.target_parts, *matched})
+
+
 def training_priors(
     sample: InstructionSample,
     labels: list[tuple[str, str]],
     augment: AugmentationConfig,
     max_relevant: int,
     rng: np.random.Generator,
+    removed: Sequence[int] = (),
 ) -> list[int]:
     """Stage-2 priors to train `sample` with, in a scene whose objects the parser labelled
-    `labels`: the annotated relevant proposals, some dropped, maybe distractors added. A
-    no-target question's asked name gets one of the proposals of that name, as stage 1 chooses
-    one at inference."""
+    `labels` and from which the `removed` proposals are gone: the annotated relevant
+    proposals, some dropped, maybe distractors added. A no-target question's asked name gets
+    one of the proposals of that name, as stage 1 chooses one at inference."""
     relevant = list(sample.relevant_objects)
     if ASKED in relevant:
         fitting = np.flatnonzero(name_matches([sample.target_name], labels)[0].numpy())
@@ -179,10 +201,14 @@ def training_priors(
     kept = [
         index
         for index in dict.fromkeys(relevant)
-        if index >= 0 and rng.random() >= augment.drop_prob
+        if index >= 0 and index not in removed and rng.random() >= augment.drop_prob
     ]
     if rng.random() < augment.add_prob:
-        others = [i for i in range(len(labels)) if i not in kept and i != sample.target_object]
+        others = [
+            i
+            for i in range(len(labels))
+            if i not in kept and i != sample.target_object and i not in removed
+        ]
         extra = int(rng.integers(1, augment.max_distractors + 1))
         kept += rng.permutation(others)[:extra].tolist() if others else []
     return kept[:max_relevant]
@@ -243,19 +269,21 @@ class GroundingTask:
         size = self.config.data.batch_size
         chosen = [self.train_samples[i] for i in rng.choice(len(self.train_samples), size)]
         model = self.config.model
+        augment = model.augmentation
+        removed = [removed_target(s, augment, rng) for s in chosen]
         priors = (
             [
                 training_priors(
-                    s, self.train_labels[s.scene_id], model.augmentation, model.max_relevant, rng
+                    s, self.train_labels[s.scene_id], augment, model.max_relevant, rng, gone
                 )
-                for s in chosen
+                for s, gone in zip(chosen, removed, strict=True)
             ]
             if self.two_stage
             else [[]] * size
         )
         batch = stack_batch(
             chosen, self.train_objects, self.train_labels, self.train_states, self.two_stage,
-            priors,
+            priors, removed,
         )  # fmt: skip
         return batch, size
 

@@ -22,6 +22,11 @@ from r2s_model.prompts import USE_NAMES, name_matches, noun
 from r2s_model.synthetic.programs import FUNCTIONS
 
 MIN_MATCH_IOU = 0.25
+# A proposal with at least this share of its points on the target is a part of the target.
+TARGET_PART_SHARE = 0.5
+# Programs that the target alone fits: without it the question has no target (a superlative
+# would pick another object instead).
+SOLE_FIT_PROGRAMS = ("color", "relation", "function")
 UNMATCHED = -1
 # The [REL] of a no-target question's asked name (`asked_name`): no object is annotated for it.
 ASKED = -2
@@ -124,7 +129,9 @@ class InstructionSample:
     name lists it first among its relevant names, as a sample with a target lists the target,
     so that stage 1's answer does not tell the two apart; its relevant object is ASKED.
     target_ious (K,) float32: each
-    proposal's IoU with the target (zeros for no target), what a chosen proposal would score."""
+    proposal's IoU with the target (zeros for no target), what a chosen proposal would score.
+    target_parts: the proposals mostly on the target, where removing them leaves the question
+    without a target (SOLE_FIT_PROGRAMS); empty otherwise."""
 
     sample_id: str
     scene_id: str
@@ -135,6 +142,7 @@ class InstructionSample:
     relevant_objects: list[int]
     target_object: int | None
     target_ious: np.ndarray
+    target_parts: tuple[int, ...] = ()
 
 
 def scene_samples(
@@ -157,11 +165,15 @@ def scene_samples(
         elif (target_name := asked_name(scene, record)) is not None:
             names, proposals = [target_name, *names], [ASKED, *proposals]
         ious = np.zeros(count, np.float32)
+        parts: tuple[int, ...] = ()
         if targets:
             truth = np.isin(scene.instance, targets)
             inside = np.bincount(point_objects[truth], minlength=count)
             sizes = np.bincount(point_objects, minlength=count)
             ious = (inside / np.maximum(sizes + truth.sum() - inside, 1)).astype(np.float32)
+            if record["program"]["type"] in SOLE_FIT_PROGRAMS:
+                share = inside / np.maximum(sizes, 1)
+                parts = tuple(np.flatnonzero(share >= TARGET_PART_SHARE).tolist())
         samples.append(
             InstructionSample(
                 sample_id=record["sample_id"],
@@ -173,6 +185,7 @@ def scene_samples(
                 relevant_objects=proposals[:max_relevant],
                 target_object=matches.get(targets[0], (UNMATCHED, 0.0))[0] if targets else None,
                 target_ious=ious,
+                target_parts=parts,
             )
         )
     return samples

@@ -10,6 +10,7 @@ from r2s_model.train.grounding import (
     IGNORE,
     GroundingBatch,
     GroundingTraining,
+    removed_target,
     score_cached,
     stack_batch,
     training_priors,
@@ -28,10 +29,12 @@ def objects(count: int) -> ObjectSet:
     )  # fmt: skip
 
 
-def sample(sample_id: str, scene_id: str, relevant: list[int], target: int | None):
+def sample(
+    sample_id: str, scene_id: str, relevant: list[int], target: int | None, parts: tuple = ()
+):
     return InstructionSample(
         sample_id, scene_id, "relation", "question", ["name"] * len(relevant),
-        None if target is None else "name", relevant, target, np.zeros(5, np.float32),
+        None if target is None else "name", relevant, target, np.zeros(5, np.float32), parts,
     )  # fmt: skip
 
 
@@ -187,6 +190,31 @@ def test_a_no_target_questions_asked_name_gets_a_prior_of_that_name_and_no_label
     assert batch.relevant_labels.tolist() == [[IGNORE, 0]]
     assert batch.target_labels.tolist() == [5]  # "none"
     torch.testing.assert_close(batch.relevant_match[0, 0], torch.tensor([0.0, 1, 1, 0, 0]))
+
+
+def test_a_sample_without_its_target_learns_none_in_the_scene_left() -> None:
+    """The target's parts (and its matched proposal) leave the scene: they are no longer
+    objects, priors or relevant labels, and the target label is "none"."""
+    relation = sample("a", "large", [3, 1], 1, parts=(1, 4))
+    superlative = sample("b", "large", [0], 2)
+    always = AugmentationConfig(drop_prob=0.0, add_prob=1.0, max_distractors=4,
+                                remove_target_prob=1.0)  # fmt: skip
+    rng = np.random.default_rng(0)
+    assert removed_target(relation, always, rng) == [1, 4]
+    assert removed_target(superlative, always, rng) == []
+    assert removed_target(relation, AugmentationConfig(), rng) == []  # off by default
+    for _ in range(20):
+        priors = training_priors(relation, LABELS["large"], always, 4, rng, [1, 4])
+        assert 3 in priors and not {1, 4} & set(priors)
+    batch = stack_batch(
+        [relation, superlative], SCENES, LABELS, {"a": states(2), "b": states(1)}, True,
+        [[3], [0]], [[1, 4], []],
+    )  # fmt: skip
+    assert batch.objects.valid.tolist() == [[True, False, True, True, False], [True] * 5]
+    assert batch.target_labels.tolist() == [5, 2]
+    assert batch.relevant_labels.tolist() == [[3, IGNORE], [0, IGNORE]]
+    losses = GroundingTraining(GroundingHead(H, D, C, L, dim=16, num_layers=1), True)(batch)
+    assert torch.isfinite(losses["total"])
 
 
 def test_recall_on_cached_states_counts_only_annotated_relevant_objects() -> None:

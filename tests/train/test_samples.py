@@ -100,6 +100,25 @@ def test_samples_carry_names_proposal_labels_and_target_ious() -> None:
     assert no_target.relevant_names == ["chair", "red box"]
     assert no_target.relevant_objects == [ASKED, 1]
     np.testing.assert_array_equal(no_target.target_ious, np.zeros(3))
+    # The relation fits its target alone: without proposal 0 the question has no target.
+    assert with_target.target_parts == (0,) and no_target.target_parts == ()
+
+
+def test_target_parts_are_the_proposals_mostly_on_a_sole_fitting_target() -> None:
+    """A proposal with half its points or more on the target is part of it (the chair's
+    proposal 0, all chair; not proposal 2, one cup point of eight); a superlative's target has
+    no parts (without it, another object is the largest)."""
+    arrays, cached = scene()
+    largest = {"type": "superlative", "of": node("chair"), "measure": "largest"}
+    records = [
+        record("r", "the chair near the red box", [], [1], asking("chair")),
+        record("c", "the green chair", [], [1], node("chair", "green")),
+        record("s", "the largest chair", [], [1], largest),
+        record("u", "the cup near the red box", [], [3], asking("cup")),
+    ]
+    relation, color, superlative, cup = scene_samples(arrays, cached, records, max_relevant=2)
+    assert relation.target_parts == (0,) and color.target_parts == (0,)
+    assert superlative.target_parts == () and cup.target_parts == ()
 
 
 def test_a_question_without_target_is_answered_with_what_it_asks_for_where_the_scene_has_it():
