@@ -7,8 +7,10 @@ a new scene costs: superpoints, parser, proposals, the LLM's object-token prefix
 encoding step of the previous design (the 11M-parameter sparse U-Net at 0.02 m voxels on the same
 cloud and superpoints), which alone took longer than the whole pipeline is allowed to.
 
-Writes bench/results/model_<device>_<llm dtype>_<mode>.json with medians of --repeats runs,
-the ratios against the baseline and the targets.
+Writes bench/results/model_<device>_<llm dtype>_<mode>[_passive].json with medians of --repeats
+runs, the ratios against the baseline and the targets, and the OpenMP idle policy it ran with:
+the package's short spin by default, `OMP_WAIT_POLICY=PASSIVE` in the environment for the
+policy the tests use (the suffix `_passive`).
 
     .venv/bin/python bench/bench_model.py [--checkpoint PATH] [--device cuda]
         [--llm-dtype bfloat16] [--repeats 3]
@@ -16,7 +18,12 @@ the ratios against the baseline and the targets.
 
 from __future__ import annotations
 
+# First: r2s_model's OpenMP spin default must precede torch's load (r2s_model/__init__.py).
+import r2s_model  # noqa: F401
+
+# isort: split
 import argparse
+import os
 import platform
 import resource
 import statistics
@@ -35,6 +42,7 @@ from r2s_model.superpoints import compute_superpoints
 from r2s_model.synthetic.rooms import generate_room
 
 INSTRUCTIONS = ["the chair nearest the window", "something to put my laptop on near the bed"]
+OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 TARGETS_MS = {"first_100k": 2000, "again_100k": 1000, "first_demo": 3000}
 
 
@@ -124,6 +132,7 @@ def run(
         "device": str(device),
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
+        "openmp": {name: os.environ.get(name) for name in OPENMP_VARIABLES},
         "points": sizes,
         "checkpoint": str(checkpoint),
         "mode": model.config.mode,
@@ -151,7 +160,8 @@ def main() -> None:
     device = torch.device(args.device)
     sizes = {"100k": args.points, "demo": args.demo_points}
     report = run(args.checkpoint, device, sizes, args.repeats, args.llm_dtype)
-    path = write_result(f"model_{device.type}_{args.llm_dtype}_{report['mode']}", report)
+    passive = "_passive" if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" else ""
+    path = write_result(f"model_{device.type}_{args.llm_dtype}_{report['mode']}{passive}", report)
 
     table = Table(title=f"R2S inference, {report['mode']}, {device}, LLM {args.llm_dtype}")
     table.add_column("measure")

@@ -22,7 +22,7 @@ import os
 from results_file import write_result
 
 # Before rclpy is imported; the node process inherits them. LOCALHOST keeps the traffic on this
-# machine; domain 101 (the highest with safe Linux ports) is outside the 10-99 the tests draw
+# machine; domain 101 (the highest with safe Linux ports) is outside the 1-100 the tests draw
 # from, so a concurrent test session cannot talk to this node.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", "101")
