@@ -27,6 +27,21 @@ TARGET_PART_SHARE = 0.5
 # Programs that the target alone fits: without it the question has no target (a superlative
 # would pick another object instead).
 SOLE_FIT_PROGRAMS = ("color", "relation", "function")
+# Reference nodes that name their objects directly ("the black cabinet", "the door").
+DIRECT_REFERENCES = ("color", "category")
+
+
+def sole_fit(program: dict[str, Any]) -> bool:
+    """Whether only the target fits `program`, and a relation's reference is named directly:
+    a nested one ("the lamp on the black cabinet") is the one stage 1 most often gets wrong, and
+    a target that is no longer related to a wrong prior is no reason to answer "none"."""
+    if program["type"] not in SOLE_FIT_PROGRAMS:
+        return False
+    reference = program.get("reference", [])
+    nodes = reference if isinstance(reference, list) else [reference]
+    return all(node["type"] in DIRECT_REFERENCES for node in nodes)
+
+
 UNMATCHED = -1
 # The [REL] of a no-target question's asked name (`asked_name`): no object is annotated for it.
 ASKED = -2
@@ -131,7 +146,7 @@ class InstructionSample:
     target_ious (K,) float32: each
     proposal's IoU with the target (zeros for no target), what a chosen proposal would score.
     target_parts: the proposals mostly on the target, where removing them leaves the question
-    without a target (SOLE_FIT_PROGRAMS); empty otherwise."""
+    without a target (`sole_fit`); empty otherwise."""
 
     sample_id: str
     scene_id: str
@@ -171,7 +186,7 @@ def scene_samples(
             inside = np.bincount(point_objects[truth], minlength=count)
             sizes = np.bincount(point_objects, minlength=count)
             ious = (inside / np.maximum(sizes + truth.sum() - inside, 1)).astype(np.float32)
-            if record["program"]["type"] in SOLE_FIT_PROGRAMS:
+            if sole_fit(record["program"]):
                 share = inside / np.maximum(sizes, 1)
                 parts = tuple(np.flatnonzero(share >= TARGET_PART_SHARE).tolist())
         samples.append(

@@ -107,18 +107,21 @@ def test_samples_carry_names_proposal_labels_and_target_ious() -> None:
 def test_target_parts_are_the_proposals_mostly_on_a_sole_fitting_target() -> None:
     """A proposal with half its points or more on the target is part of it (the chair's
     proposal 0, all chair; not proposal 2, one cup point of eight); a superlative's target has
-    no parts (without it, another object is the largest)."""
+    no parts (without it, another object is the largest), nor has a relation to a relation."""
     arrays, cached = scene()
     largest = {"type": "superlative", "of": node("chair"), "measure": "largest"}
+    nested = asking("chair", reference=asking("box", reference=node("cup", "white")))
     records = [
         record("r", "the chair near the red box", [], [1], asking("chair")),
         record("c", "the green chair", [], [1], node("chair", "green")),
         record("s", "the largest chair", [], [1], largest),
         record("u", "the cup near the red box", [], [3], asking("cup")),
+        record("n", "the chair near the box by the white cup", [], [1], nested),
     ]
-    relation, color, superlative, cup = scene_samples(arrays, cached, records, max_relevant=2)
+    relation, color, superlative, cup, multi_hop = scene_samples(arrays, cached, records, 2)
     assert relation.target_parts == (0,) and color.target_parts == (0,)
     assert superlative.target_parts == () and cup.target_parts == ()
+    assert multi_hop.target_parts == ()  # a nested reference: stage 1's likeliest mistake
 
 
 def test_a_question_without_target_is_answered_with_what_it_asks_for_where_the_scene_has_it():
