@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     render_folder = args.out.with_name(args.out.stem + "_renders")
     summary["renders"] = write_renders(render_folder, dataset, results, details, args.renders)
     summary["checkpoint"] = str(args.checkpoint)
+    summary["score_threshold"] = model.config.score_threshold
     summary["data"] = {"root": str(args.data), "split": args.split}
     summary["samples"] = [
         {**vars(result), "question": details[result.sample_id]["record"]["question"]}

@@ -1,0 +1,89 @@
+"""Chooses a checkpoint's no-target score threshold from an end-to-end validation report.
+
+    python -m r2s_model.eval.threshold --report out/eval/val.json [--min-no-target 0.8]
+
+The grounding stage's export sweeps thresholds on cached gold-answer states, where a no-target
+question's [SEG] state names what the data wrote; end to end the LLM names what it believes, and
+the head is then surer of a wrong object. An `r2s-eval` report on a validation split holds every
+sample's target score, so each threshold at or above the one it ran with is scored exactly (a
+target below that one was already answered "no target"). Chosen: the threshold with the best
+mIoU among those whose no-target accuracy reaches `--min-no-target`; if none does, the one with
+the best no-target accuracy. It is written to the report's checkpoint (`config.json`), with the
+sweep under `metadata.score_threshold_calibration`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CANDIDATES = tuple(round(0.05 * step, 2) for step in range(2, 20))
+
+
+def rescore(samples: list[dict[str, Any]], threshold: float) -> dict[str, float]:
+    """mIoU, Acc@0.5 and no-target accuracy of a report's samples had targets scoring below
+    `threshold` been answered "no target"."""
+    ious, no_target = [], []
+    for sample in samples:
+        empty = sample["predicted_empty"] or sample["target_score"] < threshold
+        if sample["is_no_target"]:
+            no_target.append(float(empty))
+            ious.append(float(empty))
+        else:
+            ious.append(0.0 if empty else sample["iou"])
+    values = np.array(ious)
+    return {
+        "score_threshold": threshold,
+        "miou": float(values.mean()),
+        "acc50": float((values >= 0.5).mean()),
+        "no_target_acc": float(np.mean(no_target)) if no_target else float("nan"),
+    }
+
+
+def choose(rows: list[dict[str, float]], min_no_target: float) -> dict[str, float]:
+    """The best-mIoU row reaching `min_no_target`, else the best no-target row."""
+    meeting = [row for row in rows if row["no_target_acc"] >= min_no_target]
+    if meeting:
+        return max(meeting, key=lambda row: (row["miou"], -row["score_threshold"]))
+    return max(rows, key=lambda row: (row["no_target_acc"], row["miou"]))
+
+
+def ran_with(report: dict[str, Any]) -> float:
+    """The threshold the report's run used (reports before it was recorded: its checkpoint's)."""
+    if "score_threshold" in report:
+        return float(report["score_threshold"])
+    config = json.loads((Path(report["checkpoint"]) / "config.json").read_text())
+    return float(config["config"]["score_threshold"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument(
+        "--report", type=Path, required=True, help="r2s-eval's JSON, a val split"
+    )
+    arguments.add_argument("--min-no-target", type=float, default=0.8)
+    args = arguments.parse_args(argv)
+    report = json.loads(args.report.read_text())
+    floor = ran_with(report)
+    candidates = sorted({floor, *(c for c in CANDIDATES if c > floor)})
+    rows = [rescore(report["samples"], threshold) for threshold in candidates]
+    best = choose(rows, args.min_no_target)
+    path = Path(report["checkpoint"]) / "config.json"
+    description = json.loads(path.read_text())
+    description["config"]["score_threshold"] = best["score_threshold"]
+    description["metadata"]["score_threshold_calibration"] = {
+        "report": str(args.report), "data": report["data"], "min_no_target": args.min_no_target,
+        "rows": rows,
+    }  # fmt: skip
+    path.write_text(json.dumps(description, indent=2) + "\n")
+    for row in rows:
+        print({key: round(value, 3) for key, value in row.items()})
+    print(f"score_threshold = {best['score_threshold']} written to {path}")
+
+
+if __name__ == "__main__":
+    main()
