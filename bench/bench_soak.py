@@ -24,12 +24,14 @@ answer quality. Writes bench/results/soak.json.
 
 from __future__ import annotations
 
-import os
+# First: the node's OpenMP idle policy, r2s_model's short spin, must precede torch's load (run
+# with OMP_WAIT_POLICY=PASSIVE for the tests' policy; the JSON records which).
+import r2s_model  # noqa: F401
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spconv's idle threads starve the intake
-
+# isort: split
 import argparse
 import dataclasses
+import os
 import platform
 import statistics
 import threading
@@ -257,6 +259,9 @@ def soak(args: argparse.Namespace) -> dict:
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
+            "openmp": {
+                name: os.environ.get(name) for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+            },
         },
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +156,17 @@ def load_checkpoint(
     return model.to(device).eval()
 
 
-def load_model(folder: Path, llm_source: str, device: str | torch.device) -> R2SModel:
-    """`load_checkpoint` as the node and the replay call it: `llm_source` "" uses the LLM the
-    checkpoint names, any other source is loaded (and checked against the checkpoint) instead."""
+def load_model(
+    folder: Path, llm_source: str, device: str | torch.device, score_threshold: float = 0.0
+) -> R2SModel:
+    """`load_checkpoint` as the node and the CLIs call it: `llm_source` "" uses the LLM the
+    checkpoint names, any other source is loaded (and checked against the checkpoint) instead;
+    `score_threshold` in (0, 1) replaces the checkpoint's no-target threshold (0 keeps it: a
+    target scoring below it is answered "no target"; lower answers more, and wrongly more)."""
     if not Path(folder).is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
     llm = load_llm(llm_source) if llm_source else None
-    return load_checkpoint(folder, device=device, llm=llm)
+    model = load_checkpoint(folder, device=device, llm=llm)
+    if score_threshold:
+        model.config = replace(model.config, score_threshold=score_threshold)
+    return model

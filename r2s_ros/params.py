@@ -44,6 +44,7 @@ class NodeParameters:
     device: str = "auto"
     checkpoint: str = ""
     llm_source: str = ""
+    score_threshold: float = 0.0
     points_qos: str = "sensor_data"
     instruction_queue_size: int = 8
     encoding_reuse_fraction: float = 0.1
@@ -67,6 +68,10 @@ DESCRIPTIONS = {
     "device": "torch device: auto | cpu | cuda | cuda:N",
     "checkpoint": "checkpoint folder; empty = the shipped default model",
     "llm_source": "base LLM source; empty = the one recorded in the checkpoint",
+    "score_threshold": (
+        "a target scoring below this is answered NO_TARGET (0..1; 0 = the checkpoint's "
+        "calibrated value; lower answers more often, and more often wrongly)"
+    ),
     "points_qos": "QoS of the points subscription: " + " | ".join(QOS_PROFILES),
     "instruction_queue_size": (
         f"pending instructions; beyond it the oldest gets an ERROR (1..{MAX_INSTRUCTION_QUEUE})"
@@ -153,6 +158,8 @@ def validate(parameters: NodeParameters) -> None:
             f"instruction_queue_size must be in 1..{MAX_INSTRUCTION_QUEUE}, "
             f"got {parameters.instruction_queue_size}"
         )
+    if not 0 <= parameters.score_threshold < 1:
+        problems.append(f"score_threshold must be in [0, 1), got {parameters.score_threshold}")
     if not 0 <= parameters.encoding_reuse_fraction <= 1:
         problems.append(
             f"encoding_reuse_fraction must be in [0, 1], got {parameters.encoding_reuse_fraction}"

@@ -66,11 +66,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="checkpoint folder (default: the shipped model)")
     model.add_argument("--llm-source", default="", help="override the checkpoint's LLM")
     model.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    model.add_argument("--score-threshold", type=float, default=0.0,
+                       help="below it a target is 'no target' (0..1; 0: the checkpoint's)")
     args = parser.parse_args(argv)
     if not args.instructions and not args.interactive:
         parser.error("give at least one instruction, or --interactive")
     if not args.scale > 0:
         parser.error(f"--scale must be > 0, got {args.scale}")
+    if not 0 <= args.score_threshold < 1:
+        parser.error(f"--score-threshold must be in [0, 1), got {args.score_threshold}")
     return args
 # fmt: on
 
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         cloud = read_input(args)
         read_ms = (time.perf_counter() - start) * 1000.0
         frame, notes = prepare(cloud, scale=args.scale, up=args.up, any_extent=args.any_extent)
-        model = load_model(args.checkpoint, args.llm_source, resolve_device(args.device))
+        device = resolve_device(args.device)
+        model = load_model(args.checkpoint, args.llm_source, device, args.score_threshold)
     except (CloudFileError, SanityError, CheckpointError, DeviceError, ParameterError) as error:
         print(f"r2s-segment: {error}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from r2s_model.checkpoint import (
     WEIGHTS_FILE,
     CheckpointError,
     load_checkpoint,
+    load_model,
     save_checkpoint,
 )
 from r2s_model.llm import build_tiny_llm
@@ -87,6 +88,16 @@ def test_half_precision_storage_rounds_only_the_floats(trained, tmp_path: Path) 
             assert torch.equal(loaded[key], value.half().float()), key
         else:  # e.g. normalisation counters
             assert torch.equal(loaded[key], value), key
+
+
+def test_a_score_threshold_given_at_load_replaces_the_checkpoints(trained, tmp_path: Path) -> None:
+    """The node's and r2s-segment's `score_threshold` (0 keeps the calibrated value)."""
+    folder = save_checkpoint(trained, tmp_path / "ckpt")
+    kept = load_model(folder, "", "cpu").config.score_threshold
+    assert kept == trained.config.score_threshold
+    assert load_model(folder, "", "cpu", 0.0).config.score_threshold == kept
+    assert load_model(folder, "", "cpu", 0.85).config.score_threshold == 0.85
+    assert trained.config.score_threshold == kept  # the saved model is left alone
 
 
 def test_a_different_llm_is_refused(trained, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ def test_the_params_file_lists_every_parameter_with_its_default() -> None:
         ({"tf_timeout_s": 0.0}, "tf_timeout_s must be > 0"),
         ({"instruction_queue_size": 65}, "instruction_queue_size must be in 1..64, got 65"),
         ({"tf_timeout": 1.0}, "unknown parameters ['tf_timeout']"),
+        ({"score_threshold": 1.0}, "score_threshold must be in [0, 1), got 1.0"),
     ],
 )
 def test_bad_values_name_the_parameter(values: dict, message: str) -> None:
