@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -57,16 +58,24 @@ def main(argv: list[str] | None = None) -> None:
     args = arguments.parse_args(argv)
     rows = sweep(args.parser, args.data, args.split, args.limit)
     best = max(rows, key=lambda r: r["instance_recall50"] + r["instance_precision50"])
-    path = args.parser / CONFIG_FILE
+    swept = {"data": str(args.data), "split": args.split, "limit": args.limit, "rows": rows}
+    setting = ("parser", "link_threshold")
+    record_choice(args.parser / CONFIG_FILE, setting, best, "link_threshold_sweep", swept)
+
+
+def record_choice(
+    path: Path, setting: tuple[str, str], best: dict[str, Any], name: str, sweep: dict[str, Any]
+) -> None:
+    """Writes the chosen row's value of `setting` (section, key) to the config.json at `path`,
+    the sweep (with its "rows") under `metadata.<name>`, and prints the rows."""
+    section, key = setting
     description = json.loads(path.read_text())
-    description["parser"]["link_threshold"] = best["link_threshold"]
-    description["metadata"]["link_threshold_sweep"] = {
-        "data": str(args.data), "split": args.split, "limit": args.limit, "rows": rows,
-    }  # fmt: skip
+    description[section][key] = best[key]
+    description["metadata"][name] = sweep
     path.write_text(json.dumps(description, indent=2) + "\n")
-    for row in rows:
-        print({key: round(value, 3) for key, value in row.items()})
-    print(f"link_threshold = {best['link_threshold']} written to {path}")
+    for row in sweep["rows"]:
+        print({name: round(value, 3) for name, value in row.items()})
+    print(f"{key} = {best[key]} written to {path}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from r2s_model.eval.calibrate import record_choice
+
 CANDIDATES = tuple(round(0.05 * step, 2) for step in range(2, 20))
 
 
@@ -72,17 +74,12 @@ def main(argv: list[str] | None = None) -> None:
     candidates = sorted({floor, *(c for c in CANDIDATES if c > floor)})
     rows = [rescore(report["samples"], threshold) for threshold in candidates]
     best = choose(rows, args.min_no_target)
-    path = Path(report["checkpoint"]) / "config.json"
-    description = json.loads(path.read_text())
-    description["config"]["score_threshold"] = best["score_threshold"]
-    description["metadata"]["score_threshold_calibration"] = {
+    sweep = {
         "report": str(args.report), "data": report["data"], "min_no_target": args.min_no_target,
         "rows": rows,
     }  # fmt: skip
-    path.write_text(json.dumps(description, indent=2) + "\n")
-    for row in rows:
-        print({key: round(value, 3) for key, value in row.items()})
-    print(f"score_threshold = {best['score_threshold']} written to {path}")
+    path = Path(report["checkpoint"]) / "config.json"
+    record_choice(path, ("config", "score_threshold"), best, "score_threshold_calibration", sweep)
 
 
 if __name__ == "__main__":
