@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results_file import write_result
+from results_file import openmp_policy, write_result
 from rich.console import Console
 from rich.table import Table
 
@@ -42,7 +42,6 @@ from r2s_model.superpoints import compute_superpoints
 from r2s_model.synthetic.rooms import generate_room
 
 INSTRUCTIONS = ["the chair nearest the window", "something to put my laptop on near the bed"]
-OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 TARGETS_MS = {"first_100k": 2000, "again_100k": 1000, "first_demo": 3000}
 
 
@@ -132,7 +131,7 @@ def run(
         "device": str(device),
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
-        "openmp": {name: os.environ.get(name) for name in OPENMP_VARIABLES},
+        "openmp": openmp_policy(),
         "points": sizes,
         "checkpoint": str(checkpoint),
         "mode": model.config.mode,

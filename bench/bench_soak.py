@@ -31,7 +31,6 @@ import r2s_model  # noqa: F401
 # isort: split
 import argparse
 import dataclasses
-import os
 import platform
 import statistics
 import threading
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results_file import write_result
+from results_file import openmp_policy, write_result
 from tqdm import tqdm
 
 from r2s_model.checkpoint import load_model
@@ -259,9 +258,7 @@ def soak(args: argparse.Namespace) -> dict:
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
-            "openmp": {
-                name: os.environ.get(name) for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-            },
+            "openmp": openmp_policy(),
         },
     }
 

@@ -19,39 +19,35 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from r2s_model.eval.calibrate import record_choice
+from r2s_model.eval.metrics import SampleResult, summarize
 
+ROW_KEYS = ("miou", "acc50", "no_target_acc")
 CANDIDATES = tuple(round(0.05 * step, 2) for step in range(2, 20))
 
 
 def rescore(samples: list[dict[str, Any]], threshold: float) -> dict[str, float]:
-    """mIoU, Acc@0.5 and no-target accuracy of a report's samples had targets scoring below
-    `threshold` been answered "no target"."""
-    ious, no_target = [], []
+    """mIoU, Acc@0.5 and no-target accuracy (`metrics.summarize`) of a report's samples had
+    targets scoring below `threshold` been answered "no target"."""
+    results = []
     for sample in samples:
         empty = sample["predicted_empty"] or sample["target_score"] < threshold
-        if sample["is_no_target"]:
-            no_target.append(float(empty))
-            ious.append(float(empty))
-        else:
-            ious.append(0.0 if empty else sample["iou"])
-    values = np.array(ious)
-    return {
-        "score_threshold": threshold,
-        "miou": float(values.mean()),
-        "acc50": float((values >= 0.5).mean()),
-        "no_target_acc": float(np.mean(no_target)) if no_target else float("nan"),
-    }
+        iou = float(sample["is_no_target"]) if empty else sample["iou"]
+        results.append(
+            SampleResult(
+                sample["sample_id"], sample["category"], iou, sample["is_no_target"], empty
+            )
+        )
+    summary = summarize(results)
+    return {"score_threshold": threshold, **{key: summary[key] for key in ROW_KEYS}}
 
 
 def choose(rows: list[dict[str, float]], min_no_target: float) -> dict[str, float]:
     """The best-mIoU row reaching `min_no_target`, else the best no-target row."""
-    meeting = [row for row in rows if row["no_target_acc"] >= min_no_target]
+    meeting = [row for row in rows if (row["no_target_acc"] or 0.0) >= min_no_target]
     if meeting:
         return max(meeting, key=lambda row: (row["miou"], -row["score_threshold"]))
-    return max(rows, key=lambda row: (row["no_target_acc"], row["miou"]))
+    return max(rows, key=lambda row: (row["no_target_acc"] or 0.0, row["miou"]))
 
 
 def ran_with(report: dict[str, Any]) -> float:

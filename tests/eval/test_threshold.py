@@ -11,7 +11,11 @@ from tests.model.tiny import tiny_model
 
 
 def sample(iou: float, no_target: bool, empty: bool, score: float) -> dict:
-    return {"iou": iou, "is_no_target": no_target, "predicted_empty": empty, "target_score": score}
+    """One sample of an r2s-eval report."""
+    return {
+        "sample_id": f"s{iou}{no_target}{empty}{score}", "category": "spatial_relation",
+        "iou": iou, "is_no_target": no_target, "predicted_empty": empty, "target_score": score,
+    }  # fmt: skip
 
 
 # Two targets found (scores 0.9 and 0.65), one missed; two no-target questions answered with an
