@@ -102,7 +102,13 @@ def from_mapping(kind: type, values: Any, where: str) -> Any:
 
 def _scalar(hint: Any, value: Any, where: str) -> Any:
     """Checks numbers against their annotation: YAML reads `1e-4` (no dot) as a string, and a
-    string learning rate would only fail deep inside the optimiser."""
+    string learning rate would only fail deep inside the optimiser. `int | None` takes None or
+    an integer."""
+    arguments = typing.get_args(hint)
+    if type(None) in arguments and len(arguments) == 2:
+        if value is None:
+            return None
+        hint = next(argument for argument in arguments if argument is not type(None))
     if hint is float and not isinstance(value, bool):
         try:
             return float(value)

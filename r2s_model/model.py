@@ -316,10 +316,11 @@ class R2SModel(nn.Module):
                 on_relevant(relevant)
             start = time.perf_counter()
             logits = _run(self, prompts.stage2_prompt(), None, cache)[1]
-        options = answer_names(text, scene.object_labels)
+        options = answer_names(text, scene.object_labels, config.parser.colors)
         generated, states, name = _name_target(self, logits, cache, options)
         answer = generated
         match = name_matches([name], scene.object_labels).to(self.device)
+        named_absent = name != NO_TARGET and not bool(match.any())
         priors = torch.tensor([chosen], dtype=torch.long, device=self.device).reshape(1, -1)
         logits = self.grounding.target_logits(
             states[:1], objects, priors, torch.ones_like(priors, dtype=torch.bool), words,
@@ -330,6 +331,13 @@ class R2SModel(nn.Module):
         index = int(index)
         timings["stage2" if two_stage else "stage1"] = _ms_since(start)
         found = float(score) >= config.score_threshold and float(score) > float(probabilities[-1])
+        found = found and not named_absent
+        if found:
+            reason = ""
+        elif named_absent:
+            reason = f"the answer names a {name}, and no object in the scene is one"
+        else:
+            reason = "the model found no object matching the instruction"
         return SegmentationOutput(
             status=SegmentationStatus.OK if found else SegmentationStatus.NO_TARGET,
             instruction=text,
@@ -337,7 +345,7 @@ class R2SModel(nn.Module):
             target_score=float(score),
             answer=prompts.answer_text(answer),
             relevant=relevant,
-            reason="" if found else "the model found no object matching the instruction",
+            reason=reason,
             timings_ms=timings,
             generated_tokens=generated_tokens + len(generated),
         )

@@ -59,21 +59,35 @@ def uses(category: str) -> list[str]:
     return [USE_NAMES[use] for use, categories in FUNCTIONS.items() if category in categories]
 
 
-def answer_names(question: str, labels: list[tuple[str, str]]) -> list[str]:
+def answer_names(
+    question: str, labels: list[tuple[str, str]], colors: tuple[str, ...] = ()
+) -> list[str]:
     """The names an answer to `question` may give the objects whose (colour, category) labels
     are `labels`, each once: every category ("lamp"), "white lamp" where the question says
     "white" ("brown" counts for "wooden brown"), and every use that fits one ("something to
     sit on"). Stage 2 chooses among them; training names an object with its colour only where
     the question states it for that object, which words alone do not tell ("the lamp on the
-    white desk"), and by its use where the question asks for a use."""
+    white desk"), and by its use where the question asks for a use.
+
+    Each colour of the vocabulary `colors` that the question says is also offered with every
+    category of the scene, so that "the green chair" in a room of blue chairs can be answered
+    with a name no object fits, which is an answer of no target."""
+    said = [color for color in colors if _says(question, color)]
     names = []
     for color, category in labels:
         names.append(noun(category))
-        word = color.split()[-1]
-        if re.search(rf"\b{re.escape(word)}\b", question, flags=re.IGNORECASE):
+        if _says(question, color):
             names.append(f"{color} {noun(category)}")
     names += [use for _, category in labels for use in uses(category)]
+    categories = dict.fromkeys(category for _, category in labels)
+    names += [f"{color} {noun(category)}" for color in said for category in categories]
     return list(dict.fromkeys(names))
+
+
+def _says(question: str, color: str) -> bool:
+    """Whether `question` states `color` by its last word ("brown" for "wooden brown")."""
+    word = color.split()[-1]
+    return re.search(rf"\b{re.escape(word)}\b", question, flags=re.IGNORECASE) is not None
 
 
 def name_matches(names: list[str], labels: list[tuple[str, str]]) -> Tensor:

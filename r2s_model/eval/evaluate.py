@@ -73,6 +73,7 @@ def evaluate(
             details[record["sample_id"]] = {
                 "record": record,
                 "predicted_answer": output.answer,
+                "relevant_names": [element.name for element in output.relevant],
                 "status": output.status.value,
                 "prediction": np.flatnonzero(output.target_mask),
             }
@@ -179,7 +180,12 @@ def main(argv: list[str] | None = None) -> None:
     summary["score_threshold"] = model.config.score_threshold
     summary["data"] = {"root": str(args.data), "split": args.split}
     summary["samples"] = [
-        {**vars(result), "question": details[result.sample_id]["record"]["question"]}
+        {
+            **vars(result),
+            "question": details[result.sample_id]["record"]["question"],
+            "answer": details[result.sample_id]["predicted_answer"],
+            "relevant_names": details[result.sample_id]["relevant_names"],
+        }
         for result in results
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,9 @@ class AnswerTask:
         max_relevant = config.model.max_relevant
         train = SyntheticDataset(Path(data.root), data.train_split)
         val = SyntheticDataset(Path(data.root), data.val_split)
-        self.train_objects, train_samples = load_split(train, cache, max_relevant)
+        self.train_objects, train_samples = load_split(
+            train, cache, max_relevant, data.train_scenes
+        )
         self.val_objects, self.val_samples = load_split(val, cache, max_relevant)
         self.train_by_scene: dict[str, list[InstructionSample]] = {}
         for sample in train_samples:

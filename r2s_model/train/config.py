@@ -21,6 +21,7 @@ class DataConfig:
     root: str = "data/r2s-default"  # a folder written by r2s-gen-data, cached by
     # r2s-cache-objects (and, for the grounding stage, r2s-cache-states)
     train_split: str = "train"
+    train_scenes: int | None = None  # only the train split's first N scenes (sorted ids)
     val_split: str = "val"
     samples_per_scene: int = 4  # answer stage: instructions of the step's one scene
     batch_size: int = 64  # grounding stage: instructions per step (from cached states)
@@ -101,8 +102,9 @@ class TrainConfig(RunConfig):
         for name, value in (
             ("data.samples_per_scene", self.data.samples_per_scene),
             ("data.batch_size", self.data.batch_size),
+            ("data.train_scenes", self.data.train_scenes),
         ):
-            if value < 1:
+            if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
 
 

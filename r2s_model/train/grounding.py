@@ -227,7 +227,9 @@ class GroundingTask:
         max_relevant = config.model.max_relevant
         train = SyntheticDataset(root, data.train_split)
         val = SyntheticDataset(root, data.val_split)
-        self.train_objects, self.train_samples = load_split(train, cache, max_relevant)
+        self.train_objects, self.train_samples = load_split(
+            train, cache, max_relevant, data.train_scenes
+        )
         self.val_objects, self.val_samples = load_split(val, cache, max_relevant)
         parser = config.model.parser
         self.train_labels, self.val_labels = (

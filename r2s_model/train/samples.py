@@ -215,11 +215,12 @@ def by_scene(dataset: SyntheticDataset) -> dict[str, list[dict[str, Any]]]:
 
 
 def load_split(
-    dataset: SyntheticDataset, cache: ObjectCache, max_relevant: int
+    dataset: SyntheticDataset, cache: ObjectCache, max_relevant: int, max_scenes: int | None = None
 ) -> tuple[dict[str, ObjectSet], list[InstructionSample]]:
-    """Every scene's objects and every sample of a split."""
+    """The objects and samples of a split's first `max_scenes` scenes in sorted order (all
+    when None)."""
     objects, samples = {}, []
-    for scene_id, records in by_scene(dataset).items():
+    for scene_id, records in list(by_scene(dataset).items())[:max_scenes]:
         cached = cache.scene(scene_id)
         objects[scene_id] = cached_objects(cached)
         samples += scene_samples(dataset.scene(scene_id), cached, records, max_relevant)

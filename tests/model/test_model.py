@@ -118,6 +118,21 @@ def test_a_taught_instruction_is_answered_with_its_proposals(taught) -> None:
     assert np.array_equal(output.target_mask[kept], encoded.point_objects == TARGET[1])
 
 
+def test_an_answer_naming_what_the_scene_lacks_is_no_target(taught, scene) -> None:
+    """The taught model writes "white lamp"; where the parser read no object as white, that
+    name fits no object, and the answer is no target however sure the head is."""
+    model, _ = taught
+    encoded = encode(model, scene)
+    encoded.object_labels[:] = [
+        ("grey" if color == "white" else color, category)
+        for color, category in encoded.object_labels
+    ]
+    output = model.segment(encoded, INSTRUCTION)
+    assert output.answer == TARGET[0]
+    assert output.status == SegmentationStatus.NO_TARGET and not output.target_mask.any()
+    assert output.reason == "the answer names a white lamp, and no object in the scene is one"
+
+
 def test_inference_states_are_the_teacher_forced_states(taught) -> None:
     """The grounding head trains on teacher-forced states (r2s-cache-states, which skips the LM
     head); generation must produce the same word, [REL] and [SEG] states on the shared prefix

@@ -8,6 +8,7 @@ import pytest
 
 from r2s_model.llm import SPECIAL_TOKENS
 from r2s_model.model import R2SModel, SegmentationStatus
+from r2s_model.objects.parser import COLORS
 from r2s_model.prompts import (
     IGNORE_INDEX,
     REL,
@@ -171,6 +172,17 @@ def test_answer_names_are_given_once_in_the_order_of_the_objects() -> None:
     labels = [("red", "chair"), ("red", "chair"), ("blue", "chair"), ("white", "lamp")]
     assert answer_names("the red chair by the lamp", labels) == [
         "chair", "red chair", "lamp", SIT, USE_NAMES["light"]
+    ]  # fmt: skip
+
+
+def test_a_colour_the_question_says_is_offered_with_every_category_of_the_scene() -> None:
+    """ "green chair" among blue chairs is a name no object fits: an answer of no target."""
+    labels = [("dark blue", "chair"), ("white", "lamp"), ("dark blue", "chair")]
+    names = answer_names("Find the green chair.", labels, COLORS)
+    assert names == ["chair", "lamp", SIT, USE_NAMES["light"], "green chair", "green lamp"]
+    assert not name_matches(["green chair"], labels).any()
+    assert answer_names("the blue chair", labels, COLORS) == [
+        "chair", "dark blue chair", "lamp", SIT, USE_NAMES["light"], "dark blue lamp"
     ]  # fmt: skip
 
 

@@ -67,6 +67,9 @@ def test_overrides_reach_nested_fields_and_parse_as_yaml() -> None:
         ("stage=grounding", "the grounding stage needs init_from"),
         ("data.batch_size=0", "data.batch_size must be at least 1"),
         ("data.samples_per_scene=0", "data.samples_per_scene must be at least 1"),
+        ("data.train_scenes=0", "data.train_scenes must be at least 1"),
+        ("data.train_scenes=all", "data.train_scenes: expected an integer, got 'all'"),
+        ("eval.limit=some", "eval.limit: expected an integer, got 'some'"),
     ],
 )
 def test_bad_values_name_the_problem(override: str, message: str) -> None:

@@ -160,6 +160,15 @@ def test_states_of_other_weights_are_never_used(answer_run, states: Path, data: 
         GroundingTask(config)
 
 
+def test_train_scenes_keeps_the_first_scenes_of_the_split(answer_run, states, data, tmp_path):
+    overrides = grounding(answer_run[0] / "model", "data.train_scenes=2")
+    task = GroundingTask(smoke_config(data, tmp_path / "run", *overrides))
+    scenes = sorted({record["scene_id"] for record in SyntheticDataset(data, "train").records})
+    assert len(scenes) == 3
+    assert {sample.scene_id for sample in task.train_samples} == set(scenes[:2])
+    assert set(task.train_objects) == set(scenes[:2]) and task.val_samples
+
+
 def test_the_grounding_stage_lowers_its_loss(grounding_run) -> None:
     out, summary = grounding_run
     losses = logged(out, "loss")
