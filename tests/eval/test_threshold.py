@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from r2s_model.checkpoint import load_checkpoint, save_checkpoint
-from r2s_model.eval.threshold import main, rescore
+from r2s_model.eval.threshold import main, rescore, wilson_lower
 from tests.model.tiny import tiny_model
 
 
@@ -32,8 +32,9 @@ SAMPLES = [
 
 def test_a_higher_threshold_turns_the_targets_below_it_into_no_target() -> None:
     assert rescore(SAMPLES, 0.5) == pytest.approx(
-        {"score_threshold": 0.5, "miou": 3 / 6, "acc50": 3 / 6, "no_target_acc": 1 / 3}
-    )
+        {"score_threshold": 0.5, "miou": 3 / 6, "acc50": 3 / 6, "no_target_acc": 1 / 3,
+         "no_target_count": 3, "no_target_lower": 1 / 3}
+    )  # fmt: skip
     at_06 = rescore(SAMPLES, 0.6)  # the 0.55 no-target answer becomes "no target"
     assert at_06["miou"] == pytest.approx(4 / 6) and at_06["no_target_acc"] == pytest.approx(2 / 3)
     at_075 = rescore(SAMPLES, 0.75)  # so does 0.7, and the 0.65 target is lost
@@ -57,11 +58,26 @@ def test_the_best_miou_meeting_the_no_target_floor_is_written_to_the_checkpoint(
             }
         )
     )
-    main(["--report", str(report), "--min-no-target", "0.6"])  # 0.6 and 0.75 tie: the lower
+    exact = ["--report", str(report), "--z", "0"]
+    main([*exact, "--min-no-target", "0.6"])  # 0.6 and 0.75 tie: the lower
     assert load_checkpoint(checkpoint).config.score_threshold == 0.6 != ran_with
     rows = json.loads((checkpoint / "config.json").read_text())["metadata"][
         "score_threshold_calibration"
     ]["rows"]
     assert rows[0]["score_threshold"] == 0.5  # nothing below the threshold the report ran with
-    main(["--report", str(report), "--min-no-target", "1.0"])  # only 0.7 and above reach it
+    main([*exact, "--min-no-target", "1.0"])  # only 0.7 and above reach it
     assert load_checkpoint(checkpoint).config.score_threshold == 0.75  # their best mIoU
+    # One standard error below 2/3 of three samples is 0.39: the floor 0.6 needs all three.
+    main(["--report", str(report), "--min-no-target", "0.6"])
+    assert load_checkpoint(checkpoint).config.score_threshold == 0.75
+
+
+def test_the_no_target_bound_tightens_with_more_samples() -> None:
+    assert wilson_lower(0.8, 10, 0.0) == pytest.approx(0.8)
+    assert wilson_lower(0.8, 0, 1.0) == 0.0
+    bounds = [wilson_lower(0.85, count, 1.0) for count in (10, 100, 10_000)]
+    assert bounds[0] < bounds[1] < bounds[2] < 0.85
+    assert bounds[1] == pytest.approx(0.8108, abs=1e-3) and bounds[2] == pytest.approx(
+        0.8464, abs=1e-3
+    )
+    assert wilson_lower(1.0, 100, 1.0) == pytest.approx(100 / 101)
