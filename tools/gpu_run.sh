@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
 
 if [[ "${FULL:-0}" == 1 ]]; then
-  SCENES=400; SAMPLES=25; ANSWER_STEPS=(); GROUNDING_STEPS=()  # the configs' step counts
+  SCENES=800; SAMPLES=25; ANSWER_STEPS=(); GROUNDING_STEPS=()  # the configs' step counts
 else
   SCENES=40; SAMPLES=10; ANSWER_STEPS=(optim.steps=40); GROUNDING_STEPS=(optim.steps=300)
 fi
@@ -34,6 +34,7 @@ for mode in two_stage single_stage; do
     "${GROUNDING_STEPS[@]}" 2>&1 | tee "$OUT/grounding-$mode.log"
   "$BIN/r2s-eval" --data "$DATA" --split val --checkpoint "$OUT/grounding-$mode/model" \
     --device cuda --out "$OUT/eval-$mode.json"
+  "$PY" -m r2s_model.eval.threshold --report "$OUT/eval-$mode.json"
 done
 "$PY" bench/bench_model.py --device cuda --llm-dtype bfloat16
 "$PY" bench/bench_model.py --device cuda

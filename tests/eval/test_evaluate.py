@@ -23,6 +23,10 @@ def test_r2s_eval_writes_report_and_renders(small_dataset: Path, tmp_path: Path,
     assert set(report) >= REQUIRED
     num_records = len((small_dataset / "val.jsonl").read_text().splitlines())
     assert report["num_samples"] == num_records == len(report["samples"])
+    questions = [json.loads(line)["question"] for line in (small_dataset / "val.jsonl").open()]
+    assert [sample["question"] for sample in report["samples"]] == questions
+    for sample in report["samples"]:  # what the model wrote, to read its mistakes by
+        assert isinstance(sample["answer"], str) and isinstance(sample["relevant_names"], list)
     for value in (report["miou"], report["acc25"], report["acc50"]):
         assert 0.0 <= value <= 1.0
     assert report["acc50"] <= report["acc25"]
