@@ -1,6 +1,7 @@
 """Chooses a checkpoint's no-target score threshold from an end-to-end validation report.
 
     python -m r2s_model.eval.threshold --report out/eval/val.json [--min-no-target 0.8] [--z 1]
+    python -m r2s_model.eval.threshold --report out/eval/test.json --at 0.55 --out test_055.json
 
 The grounding stage's export sweeps thresholds on cached gold-answer states, where a no-target
 question's [SEG] state names what the data wrote; end to end the LLM names what it believes, and
@@ -11,12 +12,14 @@ mIoU among those whose no-target accuracy reaches `--min-no-target` with `--z` s
 to spare (the Wilson lower bound: a hundred no-target questions measure 0.8 to within about
 0.04, and the floor is meant to hold on scenes the split does not have); if none does, the one
 with the best bound. It is written to the report's checkpoint (`config.json`), with the sweep
-under `metadata.score_threshold_calibration`.
+under `metadata.score_threshold_calibration`. With `--at`, the report is instead rewritten
+as if it had run at that threshold (to score another split at the chosen one).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -38,24 +41,41 @@ def wilson_lower(accuracy: float, count: int, z: float) -> float:
     return (accuracy + z**2 / (2 * count) - spread) / (1 + z**2 / count)
 
 
-def rescore(samples: list[dict[str, Any]], threshold: float, z: float = 0.0) -> dict[str, float]:
-    """mIoU, Acc@0.5 and no-target accuracy (`metrics.summarize`) of a report's samples had
-    targets scoring below `threshold` been answered "no target", and the no-target accuracy's
-    `wilson_lower` bound."""
+def rescored(samples: list[dict[str, Any]], threshold: float) -> list[SampleResult]:
+    """A report's samples as they would have scored had targets below `threshold` been
+    answered "no target" (exact for a threshold at or above the one the report ran with)."""
+    fields = [field.name for field in dataclasses.fields(SampleResult)]
     results = []
     for sample in samples:
         empty = sample["predicted_empty"] or sample["target_score"] < threshold
         iou = float(sample["is_no_target"]) if empty else sample["iou"]
-        results.append(
-            SampleResult(
-                sample["sample_id"], sample["category"], iou, sample["is_no_target"], empty
-            )
-        )
+        kept = {name: sample[name] for name in fields if name in sample}
+        results.append(SampleResult(**{**kept, "iou": iou, "predicted_empty": empty}))
+    return results
+
+
+def rescore(samples: list[dict[str, Any]], threshold: float, z: float = 0.0) -> dict[str, float]:
+    """mIoU, Acc@0.5 and no-target accuracy (`metrics.summarize`) of the `rescored` samples,
+    and the no-target accuracy's `wilson_lower` bound."""
+    results = rescored(samples, threshold)
     summary = summarize(results)
     count = sum(result.is_no_target for result in results)
     lower = wilson_lower(summary["no_target_acc"] or 0.0, count, z)
     return {"score_threshold": threshold, **{key: summary[key] for key in ROW_KEYS},
             "no_target_count": count, "no_target_lower": lower}  # fmt: skip
+
+
+def report_at(report: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """`report` as `r2s-eval` would have written it at `threshold` (no renders)."""
+    if threshold < ran_with(report):
+        raise ValueError(f"the report ran at {ran_with(report)}: it cannot score {threshold}")
+    results = rescored(report["samples"], threshold)
+    samples = [
+        {**sample, "iou": result.iou, "predicted_empty": result.predicted_empty}
+        for sample, result in zip(report["samples"], results, strict=True)
+    ]
+    return {**report, **summarize(results), "renders": [], "score_threshold": threshold,
+            "rescored_from": ran_with(report), "samples": samples}  # fmt: skip
 
 
 def choose(rows: list[dict[str, float]], min_no_target: float) -> dict[str, float]:
@@ -83,8 +103,17 @@ def main(argv: list[str] | None = None) -> None:
     arguments.add_argument(
         "--z", type=float, default=1.0, help="standard errors the no-target floor must clear"
     )
+    arguments.add_argument(
+        "--at", type=float, help="write --report rescored at this threshold to --out instead"
+    )
+    arguments.add_argument("--out", type=Path, help="where --at writes its report")
     args = arguments.parse_args(argv)
     report = json.loads(args.report.read_text())
+    if args.at is not None:
+        if args.out is None:
+            arguments.error("--at needs --out")
+        args.out.write_text(json.dumps(report_at(report, args.at), indent=2) + "\n")
+        return
     floor = ran_with(report)
     candidates = sorted({floor, *(c for c in CANDIDATES if c > floor)})
     rows = [rescore(report["samples"], threshold, args.z) for threshold in candidates]

@@ -81,3 +81,19 @@ def test_the_no_target_bound_tightens_with_more_samples() -> None:
         0.8464, abs=1e-3
     )
     assert wilson_lower(1.0, 100, 1.0) == pytest.approx(100 / 101)
+
+
+def test_a_report_rescored_at_a_higher_threshold_is_written_as_if_run_there(tmp_path: Path):
+    report = tmp_path / "test.json"
+    report.write_text(json.dumps({"checkpoint": "unused", "score_threshold": 0.5, "miou": 0.5,
+                                  "samples": SAMPLES, "renders": ["a.png"]}))  # fmt: skip
+    out = tmp_path / "at_06.json"
+    main(["--report", str(report), "--at", "0.6", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written["score_threshold"] == 0.6 and written["renders"] == []
+    assert written["miou"] == pytest.approx(4 / 6)
+    assert written["no_target_acc"] == pytest.approx(2 / 3)
+    assert [s["predicted_empty"] for s in written["samples"]] == [0, 0, 1, 0, 1, 1]
+    assert [s["iou"] for s in written["samples"]] == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match=r"ran at 0\.5: it cannot score 0\.4"):
+        main(["--report", str(report), "--at", "0.4", "--out", str(out)])
