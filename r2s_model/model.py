@@ -335,7 +335,7 @@ class R2SModel(nn.Module):
         if found:
             reason = ""
         elif named_absent:
-            reason = f"the answer names a {name}, and no object in the scene is one"
+            reason = f"the answer '{name}' fits no object in the scene"
         else:
             reason = "the model found no object matching the instruction"
         return SegmentationOutput(
@@ -456,9 +456,9 @@ def _name_target(
 ) -> tuple[list[int], Tensor, str]:
     """Stage 2's answer, restricted to the scene: on `cache`, whose next-token logits (V,) are
     `logits`, the likeliest by the LLM of " <name>[SEG]" for the names of `names`
-    (`answer_names` of the scene's objects) and " nothing[SEG]" is written. A free answer can
-    name a colour the scene does not have. Returns the written ids, the [SEG] state (1, H) and
-    the name written; `cache` is left as it was.
+    (`answer_names` of the scene's objects and the question's colours) and " nothing[SEG]" is
+    written; a free answer could name anything. Returns the written ids, the [SEG] state (1, H)
+    and the name written; `cache` is left as it was.
 
     Exact branch and bound: the options starting with the likeliest first token are scored
     in one batch; an option whose first token alone is less likely than the best complete

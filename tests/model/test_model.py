@@ -130,7 +130,7 @@ def test_an_answer_naming_what_the_scene_lacks_is_no_target(taught, scene) -> No
     output = model.segment(encoded, INSTRUCTION)
     assert output.answer == TARGET[0]
     assert output.status == SegmentationStatus.NO_TARGET and not output.target_mask.any()
-    assert output.reason == "the answer names a white lamp, and no object in the scene is one"
+    assert output.reason == "the answer 'white lamp' fits no object in the scene"
 
 
 def test_inference_states_are_the_teacher_forced_states(taught) -> None:

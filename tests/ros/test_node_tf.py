@@ -120,13 +120,15 @@ class TfDriver(Driver):
     """The node test's driver, also reading the scene cloud and the diagnostics' stamps."""
 
     def __init__(self, context: Context, node_process: subprocess.Popen) -> None:
+        self.diagnostics_stamps: list[float] = []
         super().__init__(context, node_process)
         self.scenes: list[PointCloud2] = []
-        self.diagnostics_stamps: list[float] = []
         self.node.create_subscription(PointCloud2, "r2s/scene_cloud", self.scenes.append, 10)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._stamp, 10)
 
-    def _stamp(self, msg: DiagnosticArray) -> None:
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        # One subscription for the values and the stamps: a second reader of /diagnostics in
+        # this node was sometimes never matched, and the values then never came.
+        super()._on_diagnostics(msg)
         self.diagnostics_stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     def cloud(self, seconds: float, frame: str = "sensor") -> None:
