@@ -67,15 +67,16 @@ def rescore(samples: list[dict[str, Any]], threshold: float, z: float = 0.0) -> 
 
 def report_at(report: dict[str, Any], threshold: float) -> dict[str, Any]:
     """`report` as `r2s-eval` would have written it at `threshold` (no renders)."""
-    if threshold < ran_with(report):
-        raise ValueError(f"the report ran at {ran_with(report)}: it cannot score {threshold}")
+    floor = ran_with(report)
+    if threshold < floor:
+        raise ValueError(f"the report ran at {floor}: it cannot score {threshold}")
     results = rescored(report["samples"], threshold)
     samples = [
         {**sample, "iou": result.iou, "predicted_empty": result.predicted_empty}
         for sample, result in zip(report["samples"], results, strict=True)
     ]
     return {**report, **summarize(results), "renders": [], "score_threshold": threshold,
-            "rescored_from": ran_with(report), "samples": samples}  # fmt: skip
+            "rescored_from": floor, "samples": samples}  # fmt: skip
 
 
 def choose(rows: list[dict[str, float]], min_no_target: float) -> dict[str, float]:
