@@ -1,12 +1,12 @@
 """Soak: a moving sensor streaming clouds into the node's intake while instructions keep coming.
 
-A simulated depth camera (r2s_ros/bags/scan_sim.py) loops through --rooms generated rooms laid
-side by side, --frames-per-room frames in each, at --rate-hz; every --instruction-every-s an
+A simulated depth camera (r2s_model/synthetic/scan_sim.py) loops through --rooms generated rooms
+laid side by side, --frames-per-room frames in each, at --rate-hz; every --instruction-every-s an
 instruction is submitted. The clouds and their odometry go through the node's own intake
-(`SceneIngest`, the node's default parameters but `pose_source: odometry` and a
---time-window-s, so rooms left behind expire and come back: the scene never stops changing) and
-the instructions through its own `InferenceWorker` with the moving-scene policy of the node's
-parameters, threads as in the node (intake on this thread, the model on the worker's).
+(`SceneIngest`, the node's default parameters but `pose_source: odometry` and a --time-window-s, so
+rooms left behind expire and come back: the scene never stops changing) and the instructions
+through its own `InferenceWorker` with the moving-scene policy of the node's parameters, threads as
+in the node (intake on this thread, the model on the worker's).
 
 Simulated time runs --speedup times faster than real time: clouds come --speedup times as fast
 in wall time (the scene changes faster per second of model time than on a robot, so reuse is
@@ -45,9 +45,9 @@ from tqdm import tqdm
 from r2s_model.checkpoint import load_model
 from r2s_model.data.io import color_bytes
 from r2s_model.synthetic.rooms import generate_room
+from r2s_model.synthetic.scan_sim import ScanFrame, SensorModel, orbit_trajectory, scan_trajectory
 from r2s_ros.bags.contract import START_NS
 from r2s_ros.bags.messages import cloud_message, odometry_message
-from r2s_ros.bags.scan_sim import ScanFrame, SensorModel, orbit_trajectory, scan_trajectory
 from r2s_ros.ingest import IngestSettings, SceneIngest
 from r2s_ros.params import NodeParameters
 from r2s_ros.worker import Answer, EncodingPolicy, InferenceWorker, InstructionJob

@@ -22,8 +22,10 @@ from r2s_model.eval.scene_metrics import SceneScore, score_scene, summarize_scen
 from r2s_model.objects.detect import SceneObjects, detect_objects
 from r2s_model.objects.parser import SceneParser
 from r2s_model.superpoints import SuperpointParams
+from r2s_model.synthetic.scanned import ScanViewConfig, scanned_view
 
 MIN_PROPOSAL_POINTS = 20  # smaller proposals are not counted by instance_precision50
+SCAN_VIEW_SEED = 515  # scanned views of val scenes are drawn from (this, scene index)
 
 
 def parsed_scenes(
@@ -34,15 +36,21 @@ def parsed_scenes(
     limit: int | None = None,
     recompute_superpoints: bool = True,
     progress: bool = True,
+    scanned: bool = False,
 ) -> Iterator[tuple[SceneArrays, SceneObjects]]:
     """Each of the first `limit` scenes of the split with its detected objects. Superpoints are
-    recomputed as at inference (and timed) unless the stored ones are to be reused."""
-    check_vocabulary(
-        json.loads((Path(root) / "dataset.json").read_text()), parser.config.categories
-    )
+    recomputed as at inference (and timed) unless the stored ones are to be reused. `scanned`:
+    each scene is replaced by a simulated accumulated scan of it (`synthetic.scanned`, the same
+    view of scene i on every call)."""
+    dataset = json.loads((Path(root) / "dataset.json").read_text())
+    check_vocabulary(dataset, parser.config.categories)
     params = SuperpointParams()
-    for scene_id in tqdm(scene_ids(root, split)[:limit], desc="scenes", disable=not progress):
+    view = ScanViewConfig(points_per_m2=dataset.get("points_per_m2", 1500.0))
+    ids = scene_ids(root, split)[:limit]
+    for index, scene_id in enumerate(tqdm(ids, desc="scenes", disable=not progress)):
         scene = read_scene(Path(root) / "scenes" / f"{scene_id}.npz")
+        if scanned:
+            scene = scanned_view(scene, np.random.default_rng([SCAN_VIEW_SEED, index]), view)
         stored = None if recompute_superpoints else scene.superpoints
         yield scene, detect_objects(parser, scene.points, scene.colors, params, stored)
 

@@ -1,13 +1,14 @@
 """Training batches of the SceneParser: augmented scenes with superpoint targets and edges.
 
-Augmentation makes full generated rooms look like what a robot accumulates: random rotation
-about the vertical axis and scale, color shifts, fewer points, and partial scans (a side of the
-room cut away, holes where the sensor never looked).
+Augmentation makes full generated rooms look like what a robot accumulates: a share of the
+views are simulated scans fused as the node fuses them (`synthetic.scanned`), the others cut-outs
+of the whole room (a side cut away, holes where the sensor never looked, fewer points); all are
+rotated about the vertical axis, scaled and recolored.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,10 +18,13 @@ from r2s_model.data.io import SceneArrays
 from r2s_model.objects.graph import superpoint_adjacency
 from r2s_model.objects.parser import ParserConfig
 from r2s_model.objects.targets import superpoint_targets
+from r2s_model.synthetic.scanned import ScanViewConfig, scanned_view
 
 
 @dataclass
 class AugmentConfig:
+    scan_prob: float = 0.0  # share of views that are simulated accumulated scans (`scan`)
+    scan: ScanViewConfig = field(default_factory=ScanViewConfig)
     min_keep: float = 0.35  # random subsample keeps this share of the points or more
     max_points: int = 100_000  # and at most this many
     cut_prob: float = 0.4  # chance of cutting the scene along a random vertical plane
@@ -54,7 +58,30 @@ def augment(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """-> points (M, 3) float32, colors (M, 3) float32, superpoints (M,) int64 contiguous,
     instance (M,) int64: a random view of the scene."""
-    points, colors = scene.points, scene.colors
+    if rng.random() < config.scan_prob:
+        scene = scanned_view(scene, rng, config.scan)
+        indices = np.arange(len(scene.points))
+    else:
+        indices = _cut_out(scene.points, rng, config)
+    angle = rng.uniform(0, 2 * np.pi)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    chosen = scene.points[indices].astype(np.float64)
+    xy = chosen[:, :2] @ rotation.T
+    xyz = np.column_stack([xy, chosen[:, 2]]) * rng.uniform(1 - config.scale, 1 + config.scale)
+    xyz += rng.normal(0, config.jitter_m, xyz.shape)
+    rgb = scene.colors[indices] * rng.uniform(1 - config.brightness, 1 + config.brightness)
+    rgb = np.clip(rgb + rng.uniform(-config.color_shift, config.color_shift, 3), 0, 1)
+    _, superpoints = np.unique(scene.superpoints[indices], return_inverse=True)
+    return (
+        xyz.astype(np.float32),
+        rgb.astype(np.float32),
+        superpoints.astype(np.int64),
+        scene.instance[indices].astype(np.int64),
+    )
+
+
+def _cut_out(points: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """Sorted indices (M,) of the (N, 3) points a cut-out view keeps."""
     keep = np.ones(len(points), dtype=bool)
     low, high = points.min(0), points.max(0)
     if rng.random() < config.cut_prob:
@@ -72,23 +99,7 @@ def augment(
         keep[:] = True
     indices = np.flatnonzero(keep)
     count = min(config.max_points, int(len(indices) * rng.uniform(config.min_keep, 1.0)))
-    indices = np.sort(rng.choice(indices, size=max(count, 1), replace=False))
-
-    angle = rng.uniform(0, 2 * np.pi)
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    chosen = points[indices].astype(np.float64)
-    xy = chosen[:, :2] @ rotation.T
-    xyz = np.column_stack([xy, chosen[:, 2]]) * rng.uniform(1 - config.scale, 1 + config.scale)
-    xyz += rng.normal(0, config.jitter_m, xyz.shape)
-    rgb = colors[indices] * rng.uniform(1 - config.brightness, 1 + config.brightness)
-    rgb = np.clip(rgb + rng.uniform(-config.color_shift, config.color_shift, 3), 0, 1)
-    _, superpoints = np.unique(scene.superpoints[indices], return_inverse=True)
-    return (
-        xyz.astype(np.float32),
-        rgb.astype(np.float32),
-        superpoints.astype(np.int64),
-        scene.instance[indices].astype(np.int64),
-    )
+    return np.sort(rng.choice(indices, size=max(count, 1), replace=False))
 
 
 def parser_batch(

@@ -124,12 +124,19 @@ class PretrainConfig(RunConfig):
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     model: ParserConfig = field(default_factory=ParserConfig)
     loss: ParserLossWeights = field(default_factory=ParserLossWeights)
+    init_from: str | None = None  # a parser folder whose weights start the run (same `model`)
+    # The parser's parts that train (e.g. [link_head]), the others frozen; null: all of them.
+    train_modules: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.data.scenes_per_batch < 1:
             raise ConfigError(
                 f"data.scenes_per_batch must be at least 1, got {self.data.scenes_per_batch}"
+            )
+        if not 0.0 <= self.data.augment.scan_prob <= 1.0:
+            raise ConfigError(
+                f"data.augment.scan_prob must lie in [0, 1], got {self.data.augment.scan_prob}"
             )
         if not 0.0 < self.data.augment.min_keep <= 1.0:
             raise ConfigError(

@@ -3,14 +3,17 @@
     r2s-pretrain --config configs/train/pretrain.yaml [--set optim.steps=100 ...]
 
 Category per superpoint (class-balanced), the object's color name, and same-object links
-between touching superpoints, on augmented views of generated rooms (rotated, recolored,
-thinned, partially scanned). Validation scores the val scenes whole, as `r2s-eval --task
-scene` does. Rerunning the same command continues from `<out>/resume.pt`.
+between touching superpoints, on augmented views of generated rooms (simulated accumulated
+scans, or cut-outs of the whole room; rotated and recolored). Validation scores the val scenes
+whole, as `r2s-eval --task scene` does, and simulated scans of them (`scan_*` keys). A run can
+start from a parser's weights (`init_from`) and train only some of its parts
+(`train_modules`). Rerunning the same command continues from `<out>/resume.pt`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +21,45 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from r2s_model.config import ConfigError
 from r2s_model.data.io import SceneArrays, read_scene, scene_ids
 from r2s_model.eval.scene_eval import check_vocabulary, evaluate_scenes, parsed_scenes
 from r2s_model.objects.batches import ParserBatch, augment, parser_batch
-from r2s_model.objects.checkpoint import save_parser
+from r2s_model.objects.checkpoint import load_parser, save_parser
 from r2s_model.objects.losses import ParserLossWeights, parser_losses
 from r2s_model.objects.parser import SceneParser
 from r2s_model.objects.targets import IGNORE, superpoint_targets
 from r2s_model.train.config import PretrainConfig
 
-VAL_KEYS = (
-    "semantic_acc",
-    "semantic_macro_acc",
-    "instance_recall50",
-    "instance_precision50",
-    "encode_ms",
-    "num_scenes",
-)
+SCENE_KEYS = ("semantic_acc", "semantic_macro_acc", "instance_recall50", "instance_precision50")
+VAL_KEYS = (*SCENE_KEYS, *(f"scan_{key}" for key in SCENE_KEYS), "encode_ms", "num_scenes")
 CLASS_WEIGHT_SCENES = 50  # train scenes counted for the class balance
 
 
 class ParserTraining(nn.Module):
-    """The parser and its losses: forward(batch) -> loss terms and "total"."""
+    """The parser and its losses: forward(batch) -> loss terms and "total". The parser's parts
+    named in `frozen` neither learn nor update their normalisation statistics."""
 
-    def __init__(self, parser: SceneParser, class_weights: Tensor, weights: ParserLossWeights):
+    def __init__(
+        self,
+        parser: SceneParser,
+        class_weights: Tensor,
+        weights: ParserLossWeights,
+        frozen: tuple[str, ...] = (),
+    ):
         super().__init__()
         self.parser = parser
         self.register_buffer("class_weights", class_weights)
         self.weights = weights
+        self.frozen = [getattr(parser, name) for name in frozen]
+        for part in self.frozen:
+            part.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> ParserTraining:
+        super().train(mode)
+        for part in self.frozen:
+            part.eval()
+        return self
 
     def forward(self, batch: ParserBatch) -> dict[str, Tensor]:
         parsed = self.parser(
@@ -67,6 +81,10 @@ class ParserTask:
         self.train_ids = scene_ids(self.root, config.data.train_split)
         self.data_info = json.loads((self.root / "dataset.json").read_text())
         check_vocabulary(self.data_info, config.model.categories)
+        # Scanned views splat points as wide as the dataset's sampling is sparse.
+        scan = config.data.augment.scan
+        scan = replace(scan, points_per_m2=self.data_info.get("points_per_m2", scan.points_per_m2))
+        self.augment = replace(config.data.augment, scan=scan)
         self._scenes: dict[str, SceneArrays] = {}
 
     def scene(self, scene_id: str) -> SceneArrays:
@@ -96,9 +114,23 @@ class ParserTask:
         return torch.tensor(weights, dtype=torch.float32)
 
     def build(self) -> nn.Module:
-        return ParserTraining(
-            SceneParser(self.config.model), self.class_weights(), self.config.loss
-        )
+        parser = SceneParser(self.config.model)
+        if self.config.init_from is not None:
+            try:
+                parser.load_state_dict(load_parser(Path(self.config.init_from)).state_dict())
+            except RuntimeError as error:
+                raise ConfigError(
+                    f"init_from {self.config.init_from}: its parser is not shaped as `model` "
+                    f"says ({error})"
+                ) from error
+        frozen: tuple[str, ...] = ()
+        if self.config.train_modules is not None:
+            parts = [name for name, _ in parser.named_children()]
+            unknown = sorted(set(self.config.train_modules) - set(parts))
+            if unknown:
+                raise ConfigError(f"train_modules {unknown} are not parts of the parser {parts}")
+            frozen = tuple(name for name in parts if name not in self.config.train_modules)
+        return ParserTraining(parser, self.class_weights(), self.config.loss, frozen)
 
     def trainable_state(self, module: nn.Module) -> dict[str, Tensor]:
         return module.parser.state_dict()
@@ -117,15 +149,19 @@ class ParserTask:
             order = np.random.default_rng([self.config.seed, flat // count]).permutation(count)
             scene = self.scene(self.train_ids[order[flat % count]])
             rng = np.random.default_rng([self.config.seed, index, rank, slot, 7])
-            views.append((scene, *augment(scene, rng, data.augment)))
+            views.append((scene, *augment(scene, rng, self.augment)))
         return parser_batch(views, self.config.model), len(views)
 
     def validate(self, module: nn.Module, limit: int | None) -> dict[str, Any]:
-        scenes = parsed_scenes(
-            module.parser, self.root, self.config.data.val_split, limit=limit,
-            recompute_superpoints=False, progress=False,
-        )  # fmt: skip
-        return evaluate_scenes(module.parser, scenes)
+        summaries = {}
+        for scanned in (False, True):
+            scenes = parsed_scenes(
+                module.parser, self.root, self.config.data.val_split, limit=limit,
+                recompute_superpoints=False, progress=False, scanned=scanned,
+            )  # fmt: skip
+            summaries[scanned] = evaluate_scenes(module.parser, scenes)
+        scan = {f"scan_{key}": summaries[True][key] for key in SCENE_KEYS}
+        return summaries[False] | scan
 
     def export(self, module: nn.Module, out: Path, metadata: dict[str, Any]) -> None:
         save_parser(module.parser, out, metadata, dtype=getattr(torch, self.config.export_dtype))

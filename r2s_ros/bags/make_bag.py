@@ -4,8 +4,8 @@ the ground truth to score answers against (docs/bag_format.md).
     r2s-make-bag --out bags/room0 --seed 0 [--frames 40] [--rate-hz 5] [--instructions 5]
 
 The room and its instructions come from the benchmark generator (`r2s_model.synthetic.generate`),
-checked by the same independent checker; the scans from `bags.scan_sim`. The bag appears only
-when complete: it is written in a hidden folder beside --out and renamed.
+checked by the same independent checker; the scans from `r2s_model.synthetic.scan_sim`. The bag
+appears only when complete: it is written in a hidden folder beside --out and renamed.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ from r2s_model.data.io import color_bytes, write_records, write_scene
 from r2s_model.synthetic.furniture import STRUCTURE
 from r2s_model.synthetic.generate import checked_records, room_scene
 from r2s_model.synthetic.rooms import Room, generate_room
+from r2s_model.synthetic.scan_sim import (
+    SensorModel,
+    obstacle_boxes,
+    orbit_trajectory,
+    scan_trajectory,
+)
 from r2s_ros.bags import contract
 from r2s_ros.bags.messages import (
     cloud_message,
@@ -41,7 +47,6 @@ from r2s_ros.bags.messages import (
     odometry_message,
     transforms_message,
 )
-from r2s_ros.bags.scan_sim import SENSOR_HEIGHT_M, SensorModel, orbit_trajectory, scan_trajectory
 
 _STORAGE_PLUGINS = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 # /tf_static is latched (transient local), so `ros2 bag play` hands it to late subscribers.
@@ -57,8 +62,6 @@ LATCHED = Qos(
 )
 # Instructions after the scan, this far apart: time for a node to answer each before the next.
 INSTRUCTION_SPACING_NS = 10**9
-# Furniture reaching this close to the sensor's height is walked around, not through.
-_OBSTACLE_BELOW_SENSOR_M = 0.4
 
 
 @dataclass(frozen=True)
@@ -142,13 +145,11 @@ class BagSummary:
 
 def _obstacles(room: Room) -> np.ndarray:
     """(K, 2, 3) boxes of the furniture too tall for the sensor to pass over."""
-    reach = SENSOR_HEIGHT_M - _OBSTACLE_BELOW_SENSOR_M
-    tall = [
-        (o.box_min, o.box_max)
-        for o in room.objects
-        if o.category not in STRUCTURE and o.box_max[2] > reach
-    ]
-    return np.array(tall, np.float64).reshape(-1, 2, 3)
+    furniture = [o for o in room.objects if o.category not in STRUCTURE]
+    return obstacle_boxes(
+        np.array([o.box_min for o in furniture]).reshape(-1, 3),
+        np.array([o.box_max for o in furniture]).reshape(-1, 3),
+    )
 
 
 def write_bag(path: Path, settings: BagSettings, *, progress: bool = True) -> BagSummary:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from r2s_model.synthetic.scan_sim import ScanFrame
 from r2s_ros.bags import contract
-from r2s_ros.bags.scan_sim import ScanFrame
 from r2s_ros.message_types import (
     HeaderMessage,
     OdometryMessage,

@@ -4,8 +4,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
+from r2s_model.config import ConfigError
 from r2s_model.eval.scene_eval import evaluate_scenes, parsed_scenes
-from r2s_model.objects.checkpoint import load_parser
+from r2s_model.objects.checkpoint import load_parser, save_parser
 from r2s_model.objects.parser import SceneParser
 from r2s_model.train.cli import pretrain_main
 from r2s_model.train.config import PretrainConfig, PretrainDataConfig
@@ -65,3 +69,44 @@ def test_the_command_line_rejects_a_bad_override(small_dataset: Path, capsys) ->
     except SystemExit as exit_:
         assert exit_.code == 2
     assert "data.scenes_per_batch must be at least 1" in capsys.readouterr().err
+
+
+def test_a_run_can_start_from_a_parser_and_train_only_some_parts(
+    small_dataset: Path, tmp_path: Path
+) -> None:
+    start = tmp_path / "start"
+    save_parser(SceneParser(tiny_parser_config()), start, {}, dtype=torch.float32)
+    config = smoke_config(small_dataset, tmp_path / "run")
+    config = dataclasses.replace(config, init_from=str(start), train_modules=("link_head",))
+    config.optim.steps, config.eval.every, config.eval.final_limit = 6, 0, 1
+    config.data.augment = dataclasses.replace(config.data.augment, scan_prob=0.5)
+    summary = Trainer(config, ParserTask(config), ["test"]).run()
+    assert {"scan_instance_recall50", "scan_semantic_acc"} <= set(summary)
+
+    before, after = load_parser(start).state_dict(), load_parser(tmp_path / "run" / "model")
+    changed = {
+        name.split(".")[0]
+        for name, value in after.state_dict().items()
+        if not torch.equal(value, before[name])
+    }
+    assert changed == {"link_head"}
+
+
+def test_unknown_parts_and_a_misshapen_start_are_config_errors(
+    small_dataset: Path, tmp_path: Path
+) -> None:
+    config = dataclasses.replace(
+        smoke_config(small_dataset, tmp_path / "run"), train_modules=("link_head", "decoder")
+    )
+    with pytest.raises(ConfigError, match=r"train_modules \['decoder'\] are not parts"):
+        ParserTask(config).build()
+    other = tmp_path / "other"
+    save_parser(
+        SceneParser(dataclasses.replace(tiny_parser_config(), dim=48)),
+        other,
+        {},
+        dtype=torch.float32,
+    )
+    config = dataclasses.replace(config, train_modules=None, init_from=str(other))
+    with pytest.raises(ConfigError, match="is not shaped as `model` says"):
+        ParserTask(config).build()

@@ -4,7 +4,7 @@ scene's points through a pinhole camera, with occlusion, a range limit and range
 Frames: the map frame is the scene's (for a generated room: floor at z = 0, walls at 0 and the
 room's sides). The `sensor` frame uses the ROS body convention (REP-103), not the optical one:
 x forward along the optical axis, y left, z up. A point p in the sensor frame lies at
-`rotation @ p + translation` in the map, as in `r2s_ros.poses.Pose`.
+`rotation @ p + translation` in the map, as in the node's `r2s_ros.poses.Pose`.
 
 Occlusion is a z-buffer over the camera's pixels. A sampled surface has gaps between its points,
 so each point occludes a square "splat" about `splat_m` wide (its sampling spacing) rather than
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from r2s_ros.poses import Pose, transform_points
-
 # Splats are capped so that a point right in front of the lens cannot cost a huge square.
 _MAX_SPLAT_PX = 8
 # A hand-held or mast-mounted camera, above most furniture.
 SENSOR_HEIGHT_M = 1.35
+# Furniture reaching this close to the sensor's height is walked around, not through.
+OBSTACLE_BELOW_SENSOR_M = 0.4
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,16 @@ def orbit_trajectory(
     return translations, rotations
 
 
+def obstacle_boxes(
+    box_min: np.ndarray, box_max: np.ndarray, height_m: float = SENSOR_HEIGHT_M
+) -> np.ndarray:
+    """(K, 2, 3) float64 boxes, of the (K, 3) furniture boxes given, too tall for a sensor at
+    `height_m` to pass over: the `obstacles` of `orbit_trajectory`."""
+    box_min, box_max = np.asarray(box_min, np.float64), np.asarray(box_max, np.float64)
+    tall = box_max[:, 2] > height_m - OBSTACLE_BELOW_SENSOR_M
+    return np.stack([box_min[tall], box_max[tall]], axis=1).reshape(-1, 2, 3)
+
+
 def _frames_in_boxes(xy: np.ndarray, boxes: np.ndarray | None, clearance: float) -> int:
     """How many of the (F, 2) positions lie within `clearance` of a (K, 2, 3) box footprint."""
     if boxes is None or len(boxes) == 0:
@@ -202,10 +212,10 @@ def scan(
 ) -> ScanFrame:
     """One frame from the pose (translation (3,), rotation (3, 3)) of the (N, 3) map-frame
     points with (N, 3) uint8 colors; range noise is drawn from `rng`."""
-    pose = Pose(0.0, translation, rotation)
+    translation = np.asarray(translation, np.float64)
+    rotation = np.asarray(rotation, np.float64)
     # The inverse pose takes map points into the sensor frame: x_sensor = R^T (x_map - t).
-    to_sensor = Pose(0.0, -pose.rotation.T @ pose.translation, pose.rotation.T)
-    local = transform_points(points, to_sensor)
+    local = ((np.asarray(points, np.float64) - translation) @ rotation).astype(np.float32)
     indices = visible(local, sensor)
     seen = local[indices].astype(np.float64)
     distance = np.linalg.norm(seen, axis=1)
@@ -216,8 +226,8 @@ def scan(
         points=seen.astype(np.float32),
         colors=np.asarray(colors)[indices],
         indices=indices,
-        translation=pose.translation,
-        rotation=pose.rotation,
+        translation=translation,
+        rotation=rotation,
     )
 
 
