@@ -72,13 +72,25 @@ def test_stale_entries_are_refused(dataset_copy: Path, tmp_path: Path) -> None:
     ObjectCache(dataset_copy, weights).scene("val_00000")
 
 
-def test_calibration_records_the_best_threshold(dataset_copy: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("views", "keys"),
+    [
+        ("full", ("instance_recall50", "instance_precision50")),
+        ("both", ("instance_recall50", "instance_precision50", "scan_instance_recall50",
+                  "scan_instance_precision50")),
+    ],
+)  # fmt: skip
+def test_calibration_records_the_best_threshold(
+    dataset_copy: Path, tmp_path: Path, views: str, keys: tuple[str, ...]
+) -> None:
     weights = saved_parser(tmp_path / "parser", 0)
-    calibrate(["--parser", str(weights), "--data", str(dataset_copy), "--split", "val"])
+    arguments = ["--parser", str(weights), "--data", str(dataset_copy), "--split", "val"]
+    calibrate([*arguments, "--views", views])
     description = json.loads((weights / "config.json").read_text())
     rows = description["metadata"]["link_threshold_sweep"]["rows"]
     assert [row["link_threshold"] for row in rows] == list(CANDIDATES)
-    best = max(rows, key=lambda r: r["instance_recall50"] + r["instance_precision50"])
+    assert all(set(row) == {"link_threshold", *keys} for row in rows)
+    best = max(rows, key=lambda r: sum(r[key] for key in keys))
     assert load_parser(weights).config.link_threshold == best["link_threshold"]
 
 
