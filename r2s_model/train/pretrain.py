@@ -25,7 +25,7 @@ from r2s_model.config import ConfigError
 from r2s_model.data.io import SceneArrays, read_scene, scene_ids
 from r2s_model.eval.scene_eval import check_vocabulary, evaluate_scenes, parsed_scenes
 from r2s_model.objects.batches import ParserBatch, augment, parser_batch
-from r2s_model.objects.checkpoint import load_parser, save_parser
+from r2s_model.objects.checkpoint import load_parser, parser_metadata, save_parser
 from r2s_model.objects.losses import ParserLossWeights, parser_losses
 from r2s_model.objects.parser import SceneParser
 from r2s_model.objects.targets import IGNORE, superpoint_targets
@@ -164,4 +164,10 @@ class ParserTask:
         return summaries[False] | scan
 
     def export(self, module: nn.Module, out: Path, metadata: dict[str, Any]) -> None:
+        """The parser and its metadata; a run from `init_from` also keeps that parser's
+        metadata (`init_from_metadata`: its recipe, data and metrics)."""
+        if self.config.init_from is not None:
+            metadata = metadata | {
+                "init_from_metadata": parser_metadata(Path(self.config.init_from))
+            }
         save_parser(module.parser, out, metadata, dtype=getattr(torch, self.config.export_dtype))

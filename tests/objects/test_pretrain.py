@@ -9,7 +9,7 @@ import torch
 
 from r2s_model.config import ConfigError
 from r2s_model.eval.scene_eval import evaluate_scenes, parsed_scenes
-from r2s_model.objects.checkpoint import load_parser, save_parser
+from r2s_model.objects.checkpoint import load_parser, parser_metadata, save_parser
 from r2s_model.objects.parser import SceneParser
 from r2s_model.train.cli import pretrain_main
 from r2s_model.train.config import PretrainConfig, PretrainDataConfig
@@ -75,7 +75,7 @@ def test_a_run_can_start_from_a_parser_and_train_only_some_parts(
     small_dataset: Path, tmp_path: Path
 ) -> None:
     start = tmp_path / "start"
-    save_parser(SceneParser(tiny_parser_config()), start, {}, dtype=torch.float32)
+    save_parser(SceneParser(tiny_parser_config()), start, {"steps": 9}, dtype=torch.float32)
     config = smoke_config(small_dataset, tmp_path / "run")
     config = dataclasses.replace(config, init_from=str(start), train_modules=("link_head",))
     config.optim.steps, config.eval.every, config.eval.final_limit = 6, 0, 1
@@ -90,6 +90,7 @@ def test_a_run_can_start_from_a_parser_and_train_only_some_parts(
         if not torch.equal(value, before[name])
     }
     assert changed == {"link_head"}
+    assert parser_metadata(tmp_path / "run" / "model")["init_from_metadata"] == {"steps": 9}
 
 
 def test_unknown_parts_and_a_misshapen_start_are_config_errors(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from r2s_model.config import ConfigError
+from r2s_model.config import ConfigError, from_mapping
 from r2s_model.objects.checkpoint import DEFAULT_PARSER
 from r2s_model.train.config import PretrainConfig, load_train_config
 from r2s_model.train.schedule import warmup_cosine
@@ -25,12 +25,18 @@ def test_shipped_configs_load(name: str, stage: str) -> None:
     assert (config.init_from is not None) == (stage == "grounding")
 
 
-def test_the_pretraining_recipe_is_the_shipped_parsers() -> None:
-    """configs/train/pretrain.yaml, run as its header says, made r2s_model/weights/parser."""
-    recipe = load_train_config(CONFIGS / "pretrain.yaml", kind=PretrainConfig)
+def test_the_parser_recipes_are_the_shipped_parsers() -> None:
+    """configs/train/pretrain.yaml then parser_scans.yaml (from the first's parser), run as
+    their headers say, made r2s_model/weights/parser; each run's config is read as today's
+    (options added since then take their defaults, as in the run)."""
     shipped = json.loads((DEFAULT_PARSER / "config.json").read_text())["metadata"]
-    assert json.loads(json.dumps(recipe.to_dict())) == shipped["train_config"]
-    assert shipped["command"] == ["r2s-pretrain", "--config", "configs/train/pretrain.yaml"]
+    runs = [shipped["init_from_metadata"], shipped]
+    for name, run in zip(("pretrain.yaml", "parser_scans.yaml"), runs, strict=True):
+        recipe = load_train_config(CONFIGS / name, kind=PretrainConfig)
+        ran = from_mapping(PretrainConfig, run["train_config"], f"shipped {name}")
+        assert recipe.to_dict() == ran.to_dict()
+        assert run["command"] == ["r2s-pretrain", "--config", f"configs/train/{name}"]
+    assert shipped["train_config"]["init_from"] == "runs/pretrain/model"
 
 
 def test_overrides_reach_nested_fields_and_parse_as_yaml() -> None:

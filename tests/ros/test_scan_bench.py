@@ -1,0 +1,25 @@
+"""The scanned-bag benchmark pools the replayed instructions of several generated bags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from r2s_model.checkpoint import save_checkpoint
+from r2s_ros.bags.scan_bench import main
+from tests.model.tiny import tiny_model
+
+
+def test_instructions_of_every_bag_are_scored_and_pooled(tmp_path: Path, capsys) -> None:
+    checkpoint = save_checkpoint(tiny_model(seed=3), tmp_path / "tiny")
+    out = tmp_path / "bench.json"
+    argv = ["--seeds", "0", "1", "--frames", "3", "--instructions", "2"]
+    main([*argv, "--checkpoint", str(checkpoint), "--device", "cpu", "--out", str(out)])
+
+    report = json.loads(out.read_text())
+    assert [(bag["seed"], bag["num_samples"]) for bag in report["bags"]] == [(0, 2), (1, 2)]
+    assert report["num_samples"] == 4
+    assert sum(item["num_samples"] for item in report["per_category"].values()) == 4
+    assert 0.0 <= report["miou"] <= 1.0 and report["latency_ms"]["p50"] > 0
+    assert report["checkpoint"] == str(checkpoint)
+    assert "seed 1: Acc@0.5" in capsys.readouterr().out
