@@ -38,12 +38,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--instructions", type=int, default=8, help="instructions per bag")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--score-threshold", type=float, default=0.0,
+        help="below it a target is 'no target' (0..1; 0: the checkpoint's)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("scan_bench.json"))
     args = parser.parse_args(argv)
 
     parameters = NodeParameters()
     settings = IngestSettings.from_parameters(parameters)
-    model = load_model(args.checkpoint, None, resolve_device(args.device))
+    device = resolve_device(args.device)
+    model = load_model(args.checkpoint, "", device, args.score_threshold)
     results, bags = [], []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
@@ -66,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         **summary,
         "num_samples": len(results),
         "checkpoint": str(args.checkpoint),
+        "score_threshold": model.config.score_threshold,
         "seeds": args.seeds,
         "frames": args.frames,
         "instructions_per_bag": args.instructions,

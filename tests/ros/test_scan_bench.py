@@ -14,12 +14,13 @@ def test_instructions_of_every_bag_are_scored_and_pooled(tmp_path: Path, capsys)
     checkpoint = save_checkpoint(tiny_model(seed=3), tmp_path / "tiny")
     out = tmp_path / "bench.json"
     argv = ["--seeds", "0", "1", "--frames", "3", "--instructions", "2"]
-    main([*argv, "--checkpoint", str(checkpoint), "--device", "cpu", "--out", str(out)])
+    argv += ["--checkpoint", str(checkpoint), "--device", "cpu", "--score-threshold", "0.3"]
+    main([*argv, "--out", str(out)])
 
     report = json.loads(out.read_text())
     assert [(bag["seed"], bag["num_samples"]) for bag in report["bags"]] == [(0, 2), (1, 2)]
     assert report["num_samples"] == 4
     assert sum(item["num_samples"] for item in report["per_category"].values()) == 4
     assert 0.0 <= report["miou"] <= 1.0 and report["latency_ms"]["p50"] > 0
-    assert report["checkpoint"] == str(checkpoint)
+    assert report["checkpoint"] == str(checkpoint) and report["score_threshold"] == 0.3
     assert "seed 1: Acc@0.5" in capsys.readouterr().out
