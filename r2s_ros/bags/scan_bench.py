@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--score-threshold", type=float, default=0.0,
-        help="below it a target is 'no target' (0..1; 0: the checkpoint's)",
+        help="below it a target is 'no target' (0..1; 0: the checkpoint's for scans)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("scan_bench.json"))
     args = parser.parse_args(argv)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parameters = NodeParameters()
     settings = IngestSettings.from_parameters(parameters)
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, "", device, args.score_threshold)
+    model = load_model(args.checkpoint, "", device, args.score_threshold, scans=True)
     results, bags = [], []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
@@ -72,10 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         "num_samples": len(results),
         "checkpoint": str(args.checkpoint),
         "score_threshold": model.config.score_threshold,
-        "seeds": args.seeds,
-        "frames": args.frames,
-        "instructions_per_bag": args.instructions,
+        "data": {"seeds": args.seeds, "frames": args.frames, "instructions": args.instructions},
         "bags": bags,
+        "samples": [vars(result) for result in results],  # as r2s-eval's, for eval.threshold
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
