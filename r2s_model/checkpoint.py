@@ -157,24 +157,16 @@ def load_checkpoint(
 
 
 def load_model(
-    folder: Path,
-    llm_source: str,
-    device: str | torch.device,
-    score_threshold: float = 0.0,
-    *,
-    scans: bool = False,
+    folder: Path, llm_source: str, device: str | torch.device, score_threshold: float = 0.0
 ) -> R2SModel:
     """`load_checkpoint` as the node and the CLIs call it: `llm_source` "" uses the LLM the
     checkpoint names, any other source is loaded (and checked against the checkpoint) instead;
-    `score_threshold` in (0, 1) replaces the checkpoint's no-target threshold (a target scoring
-    below it is answered "no target"; lower answers more, and wrongly more). 0 keeps the
-    checkpoint's: its `scan_score_threshold` with `scans` (the input is an accumulated scan, as
-    the node's) where it has one, else its `score_threshold`."""
+    `score_threshold` in (0, 1) replaces the checkpoint's no-target threshold (0 keeps it: a
+    target scoring below it is answered "no target"; lower answers more, and wrongly more)."""
     if not Path(folder).is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
     llm = load_llm(llm_source) if llm_source else None
     model = load_checkpoint(folder, device=device, llm=llm)
-    chosen = score_threshold or (model.config.scan_score_threshold if scans else 0.0)
-    if chosen:
-        model.config = replace(model.config, score_threshold=chosen)
+    if score_threshold:
+        model.config = replace(model.config, score_threshold=score_threshold)
     return model

@@ -55,9 +55,6 @@ class R2SConfig:
     stage1_max_new_tokens: int = 32
     stage2_max_new_tokens: int = 16
     score_threshold: float = 0.3  # a target below this probability is no target
-    # The same on accumulated scans, the node's input, where partial objects score lower;
-    # used where the input is one (checkpoint.load_model(scans=True)); 0: score_threshold.
-    scan_score_threshold: float = 0.0
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     limits: InputLimits = field(default_factory=InputLimits)
 
@@ -71,10 +68,6 @@ class R2SConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 < self.score_threshold < 1.0:
             raise ConfigError(f"score_threshold must lie in (0, 1), got {self.score_threshold}")
-        if not 0.0 <= self.scan_score_threshold < 1.0:
-            raise ConfigError(
-                f"scan_score_threshold must lie in [0, 1), got {self.scan_score_threshold}"
-            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -70,8 +70,7 @@ DESCRIPTIONS = {
     "llm_source": "base LLM source; empty = the one recorded in the checkpoint",
     "score_threshold": (
         "a target scoring below this is answered NO_TARGET (0..1; 0 = the checkpoint's "
-        "value calibrated on scans, else its threshold; lower answers more often, and more "
-        "often wrongly)"
+        "calibrated value; lower answers more often, and more often wrongly)"
     ),
     "points_qos": "QoS of the points subscription: " + " | ".join(QOS_PROFILES),
     "instruction_queue_size": (

@@ -112,9 +112,7 @@ def load(node: Node, model: SegmentationModel | None = None) -> LoadedModel:
     if model is not None:
         return LoadedModel(parameters, device, model, f"{type(model).__name__} (given, not loaded)")
     checkpoint = Path(parameters.checkpoint or DEFAULT_CHECKPOINT)
-    loaded = load_model(
-        checkpoint, parameters.llm_source, device, parameters.score_threshold, scans=True
-    )
+    loaded = load_model(checkpoint, parameters.llm_source, device, parameters.score_threshold)
     return LoadedModel(parameters, device, loaded, str(checkpoint))
 
 

@@ -2,7 +2,6 @@
 
     python -m r2s_model.eval.threshold --report out/eval/val.json [--min-no-target 0.8] [--z 1]
     python -m r2s_model.eval.threshold --report out/eval/test.json --at 0.55 --out test_055.json
-    python -m r2s_model.eval.threshold --report scan_calibration.json --scans
 
 The grounding stage's export sweeps thresholds on cached gold-answer states, where a no-target
 question's [SEG] state names what the data wrote; end to end the LLM names what it believes, and
@@ -13,11 +12,8 @@ mIoU among those whose no-target accuracy reaches `--min-no-target` with `--z` s
 to spare (the Wilson lower bound: a hundred no-target questions measure 0.8 to within about
 0.04, and the floor is meant to hold on scenes the split does not have); if none does, the one
 with the best bound. It is written to the report's checkpoint (`config.json`), with the sweep
-under `metadata.score_threshold_calibration`. With `--scans` the report is one of
-`r2s_ros.bags.scan_bench` (accumulated scans, where partial objects score lower) and the choice
-is the checkpoint's `scan_score_threshold` (`metadata.scan_score_threshold_calibration`), which
-the node uses. With `--at`, the report is instead rewritten as if it had run at that threshold
-(to score another split at the chosen one).
+under `metadata.score_threshold_calibration`. With `--at`, the report is instead rewritten
+as if it had run at that threshold (to score another split at the chosen one).
 """
 
 from __future__ import annotations
@@ -112,11 +108,6 @@ def main(argv: list[str] | None = None) -> None:
         "--at", type=float, help="write --report rescored at this threshold to --out instead"
     )
     arguments.add_argument("--out", type=Path, help="where --at writes its report")
-    arguments.add_argument(
-        "--scans", action="store_true",
-        help="a report on accumulated scans (r2s_ros.bags.scan_bench): the choice is the "
-        "checkpoint's scan_score_threshold",
-    )  # fmt: skip
     args = arguments.parse_args(argv)
     report = json.loads(args.report.read_text())
     if args.at is not None:
@@ -132,10 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         "report": str(args.report), "data": report["data"], "min_no_target": args.min_no_target,
         "z": args.z, "rows": rows,
     }  # fmt: skip
-    key = "scan_score_threshold" if args.scans else "score_threshold"
     path = Path(report["checkpoint"]) / "config.json"
-    choice = {key: best["score_threshold"]}
-    record_choice(path, ("config", key), choice, f"{key}_calibration", sweep)
+    record_choice(path, ("config", "score_threshold"), best, "score_threshold_calibration", sweep)
 
 
 if __name__ == "__main__":

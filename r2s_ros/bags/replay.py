@@ -241,9 +241,7 @@ def _run_offline(
     if not (args.checkpoint / "config.json").is_file():
         raise CheckpointError(f"no checkpoint at {args.checkpoint}; pass --checkpoint PATH")
     device = resolve_device(args.device)
-    model = load_model(
-        args.checkpoint, args.llm_source, device, parameters.score_threshold, scans=True
-    )
+    model = load_model(args.checkpoint, args.llm_source, device, parameters.score_threshold)
     outcomes, inputs = replay_offline(
         bag, model, settings, EncodingPolicy.from_parameters(parameters)
     )

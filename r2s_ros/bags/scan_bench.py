@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--score-threshold", type=float, default=0.0,
-        help="below it a target is 'no target' (0..1; 0: the checkpoint's for scans)",
+        help="below it a target is 'no target' (0..1; 0: the checkpoint's)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("scan_bench.json"))
     args = parser.parse_args(argv)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parameters = NodeParameters()
     settings = IngestSettings.from_parameters(parameters)
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, "", device, args.score_threshold, scans=True)
+    model = load_model(args.checkpoint, "", device, args.score_threshold)
     results, bags = [], []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         "score_threshold": model.config.score_threshold,
         "data": {"seeds": args.seeds, "frames": args.frames, "instructions": args.instructions},
         "bags": bags,
-        "samples": [vars(result) for result in results],  # as r2s-eval's, for eval.threshold
+        "samples": [vars(result) for result in results],  # as r2s-eval's (eval.threshold)
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

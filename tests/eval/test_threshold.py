@@ -71,12 +71,6 @@ def test_the_best_miou_meeting_the_no_target_floor_is_written_to_the_checkpoint(
     main(["--report", str(report), "--min-no-target", "0.6"])
     assert load_checkpoint(checkpoint).config.score_threshold == 0.75
 
-    main([*exact, "--min-no-target", "0.6", "--scans"])  # a report on scans: its own key
-    config = load_checkpoint(checkpoint).config
-    assert (config.scan_score_threshold, config.score_threshold) == (0.6, 0.75)
-    metadata = json.loads((checkpoint / "config.json").read_text())["metadata"]
-    assert metadata["scan_score_threshold_calibration"]["rows"][0]["score_threshold"] == 0.5
-
 
 def test_the_no_target_bound_tightens_with_more_samples() -> None:
     assert wilson_lower(0.8, 10, 0.0) == pytest.approx(0.8)

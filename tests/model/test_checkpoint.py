@@ -91,22 +91,13 @@ def test_half_precision_storage_rounds_only_the_floats(trained, tmp_path: Path) 
 
 
 def test_a_score_threshold_given_at_load_replaces_the_checkpoints(trained, tmp_path: Path) -> None:
-    """The node's and r2s-segment's `score_threshold` (0 keeps the calibrated value: the one
-    for scans where the input is one and the checkpoint has it)."""
+    """The node's and r2s-segment's `score_threshold` (0 keeps the calibrated value)."""
     folder = save_checkpoint(trained, tmp_path / "ckpt")
     kept = load_model(folder, "", "cpu").config.score_threshold
     assert kept == trained.config.score_threshold
     assert load_model(folder, "", "cpu", 0.0).config.score_threshold == kept
     assert load_model(folder, "", "cpu", 0.85).config.score_threshold == 0.85
     assert trained.config.score_threshold == kept  # the saved model is left alone
-    assert load_model(folder, "", "cpu", scans=True).config.score_threshold == kept  # none set
-
-    config = json.loads((folder / CONFIG_FILE).read_text())
-    config["config"]["scan_score_threshold"] = 0.35
-    (folder / CONFIG_FILE).write_text(json.dumps(config))
-    assert load_model(folder, "", "cpu", scans=True).config.score_threshold == 0.35
-    assert load_model(folder, "", "cpu", 0.85, scans=True).config.score_threshold == 0.85
-    assert load_model(folder, "", "cpu").config.score_threshold == kept  # whole clouds
 
 
 def test_a_different_llm_is_refused(trained, tmp_path: Path) -> None:

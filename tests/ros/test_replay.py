@@ -113,6 +113,19 @@ def test_perfect_answers_score_almost_one_on_a_scanned_room(bags: dict[str, Path
         assert scorer.score(record, scene, perfect).result.iou > 0.98
 
 
+def test_the_offline_replay_takes_the_params_files_score_threshold(
+    bags: dict[str, Path], checkpoint: Path, tmp_path: Path
+) -> None:
+    """As the node does: a threshold no target reaches answers every instruction "no target"."""
+    params = tmp_path / "r2s.yaml"
+    params.write_text(
+        "r2s:\n  ros__parameters:\n    voxel_size: 0.05\n    score_threshold: 0.9999\n"
+    )
+    out = tmp_path / "report.json"
+    assert offline(bags["mcap"], out, checkpoint, params) == 0
+    assert json.loads(out.read_text())["statuses"] == {"no_target": INSTRUCTIONS}
+
+
 def test_offline_replay_is_deterministic_and_storage_independent(
     bags: dict[str, Path], checkpoint: Path, params_file: Path, tmp_path: Path
 ) -> None:

@@ -23,7 +23,7 @@ def test_instructions_of_every_bag_are_scored_and_pooled(tmp_path: Path, capsys)
     assert sum(item["num_samples"] for item in report["per_category"].values()) == 4
     assert 0.0 <= report["miou"] <= 1.0 and report["latency_ms"]["p50"] > 0
     assert report["checkpoint"] == str(checkpoint) and report["score_threshold"] == 0.3
-    # Samples as r2s-eval writes them, so eval.threshold --scans can calibrate on them.
+    # Samples as r2s-eval writes them: eval.threshold can sweep or rescore them.
     assert len(report["samples"]) == 4
     assert {"target_score", "is_no_target", "iou"} <= set(report["samples"][0])
     assert "seed 1: Acc@0.5" in capsys.readouterr().out
