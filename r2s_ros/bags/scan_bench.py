@@ -17,8 +17,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from r2s_model.checkpoint import DEFAULT_CHECKPOINT, load_model
-from r2s_model.device import resolve_device
+from r2s_model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from r2s_model.device import DeviceError, resolve_device
 from r2s_model.eval.metrics import summarize
 from r2s_ros.bags.make_bag import BagSettings, make_bag
 from r2s_ros.bags.reader import ReplayBag
@@ -44,11 +44,15 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("scan_bench.json"))
     args = parser.parse_args(argv)
+    if not 0 <= args.score_threshold < 1:
+        parser.error(f"--score-threshold must be in [0, 1), got {args.score_threshold}")
+    try:
+        model = load_model(args.checkpoint, "", resolve_device(args.device), args.score_threshold)
+    except (CheckpointError, DeviceError) as error:
+        parser.error(str(error))
 
     parameters = NodeParameters()
     settings = IngestSettings.from_parameters(parameters)
-    device = resolve_device(args.device)
-    model = load_model(args.checkpoint, "", device, args.score_threshold)
     results, bags = [], []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             bags.append(
                 {"seed": seed, **{key: report[key] for key in (*SUMMARY_KEYS, "num_samples")}}
             )
-            print(f"seed {seed}: Acc@0.5 {report['acc50']} on {report['num_samples']} instructions")
+            print(f"seed {seed}: Acc@0.5 {_rate(report['acc50'])} on {report['num_samples']}")
     summary = summarize(results)
     out = {
         **summary,
@@ -78,7 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(", ".join(f"{key} {summary[key]}" for key in SUMMARY_KEYS))
+    print(", ".join(f"{key} {_rate(summary[key])}" for key in SUMMARY_KEYS))
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from r2s_model.checkpoint import save_checkpoint
 from r2s_ros.bags.scan_bench import main
 from tests.model.tiny import tiny_model
@@ -27,3 +29,16 @@ def test_instructions_of_every_bag_are_scored_and_pooled(tmp_path: Path, capsys)
     assert len(report["samples"]) == 4
     assert {"target_score", "is_no_target", "iou"} <= set(report["samples"][0])
     assert "seed 1: Acc@0.5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--score-threshold", "1.5"], "--score-threshold must be in [0, 1), got 1.5"),
+        (["--checkpoint", "/nonexistent"], "checkpoint folder /nonexistent does not exist"),
+    ],
+)
+def test_bad_arguments_stop_with_a_message(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
