@@ -188,16 +188,17 @@ def print_summary(report: dict[str, Any]) -> None:
             status,
             target,
             relevant,
-            _number(entry.get("iou"), 2),
-            _number(entry["latency_ms"], 0),
+            number_text(entry.get("iou"), 2),
+            number_text(entry["latency_ms"], 0),
         )
     console.print(table)
     latency = report["latency_ms"] or {}
     console.print(
-        ", ".join(f"{label} {_number(report.get(key))}" for key, label in HEADLINE.items())
+        ", ".join(f"{label} {number_text(report.get(key))}" for key, label in HEADLINE.items())
     )
     console.print(
-        f"latency p50 {_number(latency.get('p50'), 0)} ms, p95 {_number(latency.get('p95'), 0)} ms;"
+        f"latency p50 {number_text(latency.get('p50'), 0)} ms, "
+        f"p95 {number_text(latency.get('p95'), 0)} ms;"
         f" statuses: {_pairs(report['statuses'])}"
     )
     console.print(f"report: {report['markdown']}")
@@ -210,10 +211,10 @@ def to_markdown(report: dict[str, Any], out: Path) -> str:
     lines = [f"# R2S replay ({report['mode']}): {report['bag']}", ""]
     lines += ["| metric | value |", "| --- | --- |"]
     for key, label in HEADLINE.items():
-        lines.append(f"| {label} | {_number(report.get(key))} |")
+        lines.append(f"| {label} | {number_text(report.get(key))} |")
     latency = report["latency_ms"] or {}
-    lines.append(f"| latency p50 / p95 | {_number(latency.get('p50'), 0)} / "
-                 f"{_number(latency.get('p95'), 0)} ms |")  # fmt: skip
+    lines.append(f"| latency p50 / p95 | {number_text(latency.get('p50'), 0)} / "
+                 f"{number_text(latency.get('p95'), 0)} ms |")  # fmt: skip
     lines.append(f"| instructions (scored) | {report['num_instructions']} "
                  f"({report['num_samples']}) |")  # fmt: skip
     lines.append(f"| statuses | {_pairs(report['statuses'])} |")
@@ -235,8 +236,8 @@ def to_markdown(report: dict[str, Any], out: Path) -> str:
             status,
             entry["answer"] or "-",
             relevant,
-            _number(entry.get("iou")),
-            _number(entry["latency_ms"], 0),
+            number_text(entry.get("iou")),
+            number_text(entry["latency_ms"], 0),
             link,
         ]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
@@ -290,7 +291,7 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
     return {"p50": float(p50), "p95": float(p95)}
 
 
-def _number(value: float | None, digits: int = 3) -> str:
+def number_text(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 

@@ -23,12 +23,10 @@ from r2s_model.eval.metrics import summarize
 from r2s_ros.bags.make_bag import BagSettings, make_bag
 from r2s_ros.bags.reader import ReplayBag
 from r2s_ros.bags.replay import load_ground_truth, replay_offline
-from r2s_ros.bags.report import build_report
+from r2s_ros.bags.report import HEADLINE, build_report, number_text
 from r2s_ros.ingest import IngestSettings
 from r2s_ros.params import NodeParameters
 from r2s_ros.worker import EncodingPolicy
-
-SUMMARY_KEYS = ("miou", "acc25", "acc50", "no_target_acc", "relevant_recall", "relevant_precision")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,10 +64,8 @@ def main(argv: list[str] | None = None) -> None:
             radius = settings.accumulator.voxel_size
             report, scores = build_report(outcomes, load_ground_truth(bag), radius, {})
             results += [score.result for score in scores if score is not None]
-            bags.append(
-                {"seed": seed, **{key: report[key] for key in (*SUMMARY_KEYS, "num_samples")}}
-            )
-            print(f"seed {seed}: Acc@0.5 {_rate(report['acc50'])} on {report['num_samples']}")
+            bags.append({"seed": seed, **{key: report[key] for key in (*HEADLINE, "num_samples")}})
+            print(f"seed {seed}: Acc@0.5 {number_text(report['acc50'])} on {report['num_samples']}")
     summary = summarize(results)
     out = {
         **summary,
@@ -82,11 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(", ".join(f"{key} {_rate(summary[key])}" for key in SUMMARY_KEYS))
-
-
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    print(", ".join(f"{label} {number_text(summary[key])}" for key, label in HEADLINE.items()))
 
 
 if __name__ == "__main__":
