@@ -34,6 +34,7 @@ setup(
             "r2s-eval=r2s_model.eval.evaluate:main",
             "r2s-train=r2s_model.train.cli:main",
             "r2s-pretrain=r2s_model.train.cli:pretrain_main",
+            "r2s-scan-data=r2s_model.synthetic.scan_data:main",
             "r2s-cache-objects=r2s_model.objects.cache:main",
             "r2s-cache-states=r2s_model.train.states:main",
             "r2s-node=r2s_ros.node:main",
