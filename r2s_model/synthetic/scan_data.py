@@ -6,9 +6,9 @@ The node grounds instructions in accumulated depth scans (`scanned.scanned_view`
 benchmark's complete rooms; the grounding stage trained only on complete rooms picks another
 object on scans more often. This writes a copy of a generated dataset in which each scene is,
 with probability `scan_fraction`, its scanned view (same scene id, same object ids), otherwise
-the room as it was. Every record of a scanned room is re-checked by the independent relation
-checker on the scanned geometry: one whose objects the scan lost, or whose relation no longer
-holds on what the scan saw, is dropped and counted. Which rooms are scanned, and how, derives
+the room as it was. A record of a scanned room is kept if the scan saw every object it names
+(targets and relevant ones) and the independent relation checker still accepts it on the
+scanned geometry; the others are dropped and counted. Which rooms are scanned, and how, derives
 from (seed, split, index), so the output does not depend on the number of workers.
 """
 
@@ -58,7 +58,13 @@ def scan_scene(task: ScanTask, records: list[dict[str, Any]]) -> tuple[list[dict
     write_scene(task.out / "scenes" / path.name, scan)  # the file name keeps the scene id
     geometry = object_geometry(scan.points, scan.instance)
     categories, colors = scan.category_of(), scan.color_of()
-    kept = [r for r in records if check_sample(r, geometry, categories, colors).ok]
+    present = set(scan.object_ids.tolist())
+    kept = [
+        record
+        for record in records
+        if present.issuperset(record["target_ids"] + record["relevant_ids"])
+        and check_sample(record, geometry, categories, colors).ok
+    ]
     return kept, True
 
 

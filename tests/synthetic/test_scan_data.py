@@ -9,14 +9,15 @@ import pytest
 
 from r2s_model.data.io import read_records, read_scene, scene_ids
 from r2s_model.synthetic.checker import check_sample, object_geometry
-from r2s_model.synthetic.scan_data import main, scan_dataset
+from r2s_model.synthetic.scan_data import ScanTask, main, scan_dataset, scan_scene
+from r2s_model.synthetic.scanned import ScanViewConfig
 
 
 def _records(root: Path, split: str) -> list[dict]:
     return read_records(root / f"{split}.jsonl")
 
 
-def test_every_room_scanned_keeps_only_records_that_hold_on_the_scan(
+def test_every_room_scanned_keeps_the_records_whose_objects_and_relations_hold_on_the_scan(
     small_dataset: Path, tmp_path: Path
 ) -> None:
     info = scan_dataset(small_dataset, tmp_path / "scans", seed=1, scan_fraction=1.0, workers=2)
@@ -31,12 +32,30 @@ def test_every_room_scanned_keeps_only_records_that_hold_on_the_scan(
         assert scene_ids(out, split) == scene_ids(small_dataset, split)
         for record in kept:
             scan = read_scene(out / "scenes" / f"{record['scene_id']}.npz")
+            seen = set(scan.object_ids.tolist())
+            assert seen.issuperset(record["target_ids"] + record["relevant_ids"])
             geometry = object_geometry(scan.points, scan.instance)
             assert check_sample(record, geometry, scan.category_of(), scan.color_of()).ok
     scene = read_scene(small_dataset / "scenes" / "train_00000.npz")
     scan = read_scene(out / "scenes" / "train_00000.npz")
     assert len(scan.points) != len(scene.points)
     assert set(scan.object_ids.tolist()) <= set(scene.object_ids.tolist())
+
+
+def test_a_record_naming_an_object_the_scan_lost_is_dropped(
+    small_dataset: Path, tmp_path: Path
+) -> None:
+    """The checker only needs the objects a program refers to; a record's other relevant
+    objects (the chairs "farthest" compares) must have been seen too."""
+    (tmp_path / "scenes").mkdir()
+    task = ScanTask(
+        small_dataset, tmp_path, "train_00000", 1, 1.0, ScanViewConfig(points_per_m2=600)
+    )
+    records = [r for r in _records(small_dataset, "train") if r["scene_id"] == "train_00000"]
+    kept, scanned = scan_scene(task, records)
+    assert scanned and kept
+    unseen = [dict(r, relevant_ids=[*r["relevant_ids"], 999]) for r in kept]
+    assert scan_scene(task, unseen) == ([], True)
 
 
 def test_no_room_scanned_is_a_copy(small_dataset: Path, tmp_path: Path) -> None:
