@@ -8,9 +8,11 @@ DIR/scenes/<scene_id>.npz   one scene per file (numpy, no pickled objects)
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,26 @@ def read_scene(path: Path) -> SceneArrays:
         object_categories=arrays["object_categories"].tolist(),
         object_colors=arrays["object_colors"].tolist(),
     )
+
+
+@contextmanager
+def staged_dataset(out: Path) -> Iterator[Path]:
+    """A dataset folder that appears only complete: yields a fresh `<out>.partial` (with
+    scenes/) to write into, renamed to `out` when the block ends without an error and removed
+    when it raises."""
+    staging = Path(out).with_name(Path(out).name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "scenes").mkdir(parents=True)
+    try:
+        yield staging
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_info(folder: Path, info: dict[str, Any]) -> None:
+    """Writes a dataset's dataset.json."""
+    (Path(folder) / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def write_records(path: Path, records: Iterable[dict[str, Any]]) -> None:

@@ -11,7 +11,6 @@ generator bug: the tests require zero). The output appears only when complete.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import shutil
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from r2s_model.data.io import SceneArrays, write_records, write_scene
+from r2s_model.data.io import SceneArrays, staged_dataset, write_info, write_records, write_scene
 from r2s_model.superpoints import SuperpointParams, compute_superpoints
 from r2s_model.synthetic.checker import check_sample, object_geometry
 from r2s_model.synthetic.instructions import generate_instructions
@@ -106,9 +105,6 @@ def generate_dataset(
     workers: int,
 ) -> dict[str, Any]:
     """Writes the dataset to `out` (which must not exist) and returns its dataset.json."""
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "scenes").mkdir(parents=True)
     start = time.perf_counter()
     info: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -122,32 +118,27 @@ def generate_dataset(
         "samples": {},
         "rejected_by_checker": {},
     }
-    try:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for split, count in scenes.items():
-                tasks = [
-                    SceneTask(staging, seed, split, i, samples_per_scene, points_per_m2)
-                    for i in range(count)
-                ]
-                records: list[dict[str, Any]] = []
-                rejected = 0
-                results = pool.imap(build_scene, tasks, chunksize=4)
-                for scene_records, scene_rejected in tqdm(
-                    results, total=count, desc=f"{split} scenes", unit="scene"
-                ):
-                    records += scene_records
-                    rejected += scene_rejected
-                write_records(staging / f"{split}.jsonl", records)
-                info["samples"][split] = len(records)
-                info["rejected_by_checker"][split] = rejected
+    with staged_dataset(out) as staging, multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for split, count in scenes.items():
+            tasks = [
+                SceneTask(staging, seed, split, i, samples_per_scene, points_per_m2)
+                for i in range(count)
+            ]
+            records: list[dict[str, Any]] = []
+            rejected = 0
+            results = pool.imap(build_scene, tasks, chunksize=4)
+            for scene_records, scene_rejected in tqdm(
+                results, total=count, desc=f"{split} scenes", unit="scene"
+            ):
+                records += scene_records
+                rejected += scene_rejected
+            write_records(staging / f"{split}.jsonl", records)
+            info["samples"][split] = len(records)
+            info["rejected_by_checker"][split] = rejected
         elapsed = time.perf_counter() - start
-        total_scenes = sum(scenes.values())
         info["seconds"] = round(elapsed, 1)
-        info["scenes_per_second"] = round(total_scenes / elapsed, 2)
-        (staging / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        info["scenes_per_second"] = round(sum(scenes.values()) / elapsed, 2)
+        write_info(staging, info)
     return info
 
 

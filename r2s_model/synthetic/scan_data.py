@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from r2s_model.data.io import read_records, read_scene, scene_ids, write_records, write_scene
+from r2s_model.data.io import (
+    read_records,
+    read_scene,
+    scene_ids,
+    staged_dataset,
+    write_info,
+    write_records,
+    write_scene,
+)
 from r2s_model.synthetic.checker import check_sample, object_geometry
 from r2s_model.synthetic.generate import SPLITS
 from r2s_model.synthetic.scanned import ScanViewConfig, scanned_view
@@ -77,9 +85,6 @@ def scan_dataset(
 ) -> dict[str, Any]:
     """Writes the partly scanned copy of `source` to `out` (which must not exist) and returns
     its dataset.json: the source's, with a `scans` section saying what was done."""
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "scenes").mkdir(parents=True)
     start = time.perf_counter()
     info = json.loads((Path(source) / "dataset.json").read_text())
     view = ScanViewConfig(points_per_m2=info["points_per_m2"])
@@ -92,37 +97,33 @@ def scan_dataset(
         "scanned_scenes": {},
         "dropped_on_scans": {},
     }
-    try:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for split in (s for s in SPLITS if (Path(source) / f"{s}.jsonl").is_file()):
-                grouped: dict[str, list[dict[str, Any]]] = {}
-                for record in read_records(Path(source) / f"{split}.jsonl"):
-                    grouped.setdefault(record["scene_id"], []).append(record)
-                jobs = [
-                    (ScanTask(Path(source), staging, scene_id, seed, scan_fraction, view),
-                     grouped.get(scene_id, []))
-                    for scene_id in scene_ids(source, split)
-                ]  # fmt: skip
-                kept: list[dict[str, Any]] = []
-                scanned = dropped = 0
-                results = pool.imap(_scan_task, jobs, chunksize=2)
-                for (_, records), (scene_records, was_scanned) in zip(
-                    jobs, tqdm(results, total=len(jobs), desc=f"{split} scans", unit="scene"),
-                    strict=True,
-                ):  # fmt: skip
-                    kept += scene_records
-                    scanned += was_scanned
-                    dropped += len(records) - len(scene_records)
-                write_records(staging / f"{split}.jsonl", kept)
-                info["samples"][split] = len(kept)
-                scans["scanned_scenes"][split] = scanned
-                scans["dropped_on_scans"][split] = dropped
+    with staged_dataset(out) as staging, multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for split in (s for s in SPLITS if (Path(source) / f"{s}.jsonl").is_file()):
+            grouped: dict[str, list[dict[str, Any]]] = {}
+            for record in read_records(Path(source) / f"{split}.jsonl"):
+                grouped.setdefault(record["scene_id"], []).append(record)
+            jobs = [
+                (ScanTask(Path(source), staging, scene_id, seed, scan_fraction, view),
+                 grouped.get(scene_id, []))
+                for scene_id in scene_ids(source, split)
+            ]  # fmt: skip
+            kept: list[dict[str, Any]] = []
+            scanned = dropped = 0
+            results = pool.imap(_scan_task, jobs, chunksize=2)
+            for (_, records), (scene_records, was_scanned) in zip(
+                jobs, tqdm(results, total=len(jobs), desc=f"{split} scans", unit="scene"),
+                strict=True,
+            ):  # fmt: skip
+                kept += scene_records
+                scanned += was_scanned
+                dropped += len(records) - len(scene_records)
+            write_records(staging / f"{split}.jsonl", kept)
+            info["samples"][split] = len(kept)
+            scans["scanned_scenes"][split] = scanned
+            scans["dropped_on_scans"][split] = dropped
         scans["seconds"] = round(time.perf_counter() - start, 1)
         info["scans"] = scans
-        (staging / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_info(staging, info)
     return info
 
 
