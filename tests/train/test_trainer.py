@@ -14,7 +14,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from r2s_model.checkpoint import CONFIG_FILE, load_checkpoint, read_weights
+from r2s_model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_weights
 from r2s_model.data.io import SyntheticDataset
 from r2s_model.model import SegmentationStatus
 from r2s_model.objects.cache import ObjectCache, build_cache
@@ -22,6 +22,7 @@ from r2s_model.train.cli import r2s_task
 from r2s_model.train.config import TrainConfig, load_train_config
 from r2s_model.train.grounding import GroundingTask
 from r2s_model.train.loop import Trainer
+from r2s_model.train.model_init import build_model
 from r2s_model.train.samples import asked_name
 from r2s_model.train.states import build_state_cache, read_states, states_folder
 from r2s_model.train.states import main as cache_states
@@ -167,6 +168,32 @@ def test_train_scenes_keeps_the_first_scenes_of_the_split(answer_run, states, da
     assert len(scenes) == 3
     assert {sample.scene_id for sample in task.train_samples} == set(scenes[:2])
     assert set(task.train_objects) == set(scenes[:2]) and task.val_samples
+
+
+def test_the_grounding_stage_starts_from_its_parser_and_a_fresh_head(
+    answer_run, data: Path, tmp_path: Path
+) -> None:
+    """The answer stage's checkpoint gives the LLM's trainable state; the parser is the one the
+    object cache was made with (`parser`), and the head starts fresh: an answer checkpoint
+    holding another parser or another head changes neither."""
+    altered = tmp_path / "answer"
+    shutil.copytree(answer_run[0] / "model", altered)
+    state = read_weights(altered)
+    for name in state:
+        if name.startswith(("parser.", "grounding.")) and state[name].is_floating_point():
+            state[name] = state[name] + 1.0
+    safetensors.torch.save_file(state, altered / WEIGHTS_FILE)
+    built = {}
+    for source in (altered, answer_run[0] / "model"):
+        torch.manual_seed(0)  # the same fresh head
+        config = smoke_config(data, tmp_path / "run", *grounding(source))
+        built[source] = build_model(config).trainable_state()
+    for name, tensor in built[altered].items():
+        if name.startswith(("parser.", "grounding.")):
+            assert torch.equal(tensor, built[answer_run[0] / "model"][name]), name
+            assert not tensor.is_floating_point() or not torch.equal(tensor, state[name]), name
+        else:
+            assert torch.equal(tensor, state[name].to(tensor.dtype)), name
 
 
 def test_the_grounding_stage_lowers_its_loss(grounding_run) -> None:
