@@ -2,13 +2,14 @@
 
 Stage 1 reads the [REL] states together with every object and scores, per [REL], each object
 and "none". Stage 2 reads the [SEG] state, the chosen relevant objects (prior tokens) and every
-object, each object also carrying its geometry relative to each prior (`relation_features`),
-and scores each object and "no target". Both also read the LLM's states of the question's
-words, so what the answer's name leaves out ("nearest the window", "the red one") stays in
-reach, and know which objects fit the name the LLM wrote before the [REL]/[SEG]
-(`name_matches`). Both are small transformers over [queries, (priors,) words, objects]:
-attention lets candidates compare with one another (nearest, largest), the relation features
-make spatial words cheap to learn.
+object, each object also carrying its geometry relative to each prior (`relation_features`,
+with whether that prior fits the target's name: a reference is measured from, another
+candidate compared with), and scores each object and "no target". Both also read the LLM's
+states of the question's words, so what the answer's name leaves out ("nearest the window",
+"the red one") stays in reach, and know which objects fit the name the LLM wrote before the
+[REL]/[SEG] (`name_matches`). Both are small transformers over [queries, (priors,) words,
+objects]: attention lets candidates compare with one another (nearest, largest), the relation
+features make spatial words cheap to learn.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ class GroundingHead(nn.Module):
         self.spatial = SpatialEncoding(dim, spatial_frequencies)
         self.query_in = nn.Sequential(nn.LayerNorm(llm_hidden), nn.Linear(llm_hidden, dim))
         self.word_in = nn.Sequential(nn.LayerNorm(llm_hidden), nn.Linear(llm_hidden, dim))
+        # A prior's geometry feature row ends with whether that prior fits the target's name:
+        # "the chair farthest from the box" measures from the box, not from the other chairs.
         self.relation = nn.Sequential(
-            nn.Linear(NUM_RELATION_FEATURES, dim), nn.GELU(), nn.Linear(dim, dim)
+            nn.Linear(NUM_RELATION_FEATURES + 1, dim), nn.GELU(), nn.Linear(dim, dim)
         )
         self.prior_slot = nn.Embedding(max_priors, dim)
         self.kind = nn.Embedding(4, dim)
@@ -143,7 +146,9 @@ class GroundingHead(nn.Module):
             anchor_min = objects.box_min.gather(1, gather)
             anchor_max = objects.box_max.gather(1, gather)
             slots = self.prior_slot.weight[:count]
-            relations = self.relation(relation_features(objects, anchor_min, anchor_max))
+            geometry = relation_features(objects, anchor_min, anchor_max)
+            fits = match.gather(1, index)[:, None, :, None].expand(*geometry.shape[:-1], 1)
+            relations = self.relation(torch.cat([geometry, fits], dim=-1))
             relations = (relations + slots) * prior_valid[:, None, :, None]
             prior_tokens = tokens.gather(1, index[..., None].expand(-1, -1, tokens.shape[-1]))
             parts.append(prior_tokens + slots + self.kind.weight[PRIOR])

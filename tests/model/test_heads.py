@@ -298,3 +298,18 @@ def test_the_words_and_the_name_match_change_the_scores() -> None:
         relevant_o, target_o = _logits(head, objects, other)
         assert (relevant - relevant_o).abs().max() > 1e-3
         assert (target - target_o).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_each_prior_s_geometry_comes_with_whether_it_fits_the_target_name() -> None:
+    """For "the chair farthest from the box" distances count from the box, not from the other
+    chairs: the relation features of every (object, prior) pair end with the prior's name
+    match."""
+    head, objects = _head(), _objects()
+    inputs = _inputs(objects)
+    seen = []
+    head.relation.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    _logits(head, objects, inputs)
+    fits = inputs["target_match"].gather(1, inputs["priors"])  # (B, P)
+    assert seen[0].shape == (B, K, 2, NUM_RELATION_FEATURES + 1)
+    assert torch.equal(seen[0][..., -1], fits[:, None, :].expand(B, K, 2))
