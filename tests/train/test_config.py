@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from r2s_model.checkpoint import DEFAULT_CHECKPOINT
 from r2s_model.config import ConfigError, from_mapping
 from r2s_model.objects.checkpoint import DEFAULT_PARSER
-from r2s_model.train.config import PretrainConfig, load_train_config
+from r2s_model.train.config import PretrainConfig, TrainConfig, load_train_config
 from r2s_model.train.schedule import warmup_cosine
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "train"
@@ -37,6 +38,21 @@ def test_the_parser_recipes_are_the_shipped_parsers() -> None:
         assert recipe.to_dict() == ran.to_dict()
         assert run["command"] == ["r2s-pretrain", "--config", f"configs/train/{name}"]
     assert shipped["train_config"]["init_from"] == "runs/pretrain/model"
+
+
+def test_the_grounding_recipe_is_the_shipped_model_s() -> None:
+    """configs/train/grounding.yaml, with the overrides its recorded command gave (where the
+    data and the run folder were), is the config that trained r2s_model/weights/default."""
+    shipped = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())["metadata"]
+    command = shipped["command"]
+    assert command[:3] == ["r2s-train", "--config", "configs/train/grounding.yaml"]
+    overrides = command[4:] if command[3:4] == ["--set"] else []
+    assert {override.partition("=")[0] for override in overrides} <= {"data.root", "out"}
+    recipe = load_train_config(CONFIGS / "grounding.yaml", overrides).to_dict()
+    ran = from_mapping(TrainConfig, shipped["train_config"], "shipped grounding.yaml").to_dict()
+    # The default parser, recorded as an absolute path where the run's checkout was.
+    assert Path(ran.pop("parser")).parts[-3:] == Path(recipe.pop("parser")).parts[-3:]
+    assert recipe == ran
 
 
 def test_overrides_reach_nested_fields_and_parse_as_yaml() -> None:
