@@ -27,12 +27,15 @@ fi
 SET=(device=cuda threads=0 data.root="$DATA")
 "$BIN/r2s-train" --config configs/train/answer.yaml --set "${SET[@]}" out="$OUT/answer" \
   "${ANSWER_STEPS[@]}" 2>&1 | tee "$OUT/answer.log"
-"$BIN/r2s-cache-states" --checkpoint "$OUT/answer/model" --data "$DATA" --device cuda
+SCANS=${SCANS:-$DATA-scans}  # the grounding stage's rooms: half of them simulated scans
+[[ -d "$SCANS" ]] || "$BIN/r2s-scan-data" --data "$DATA" --out "$SCANS" --workers "$(nproc)"
+"$BIN/r2s-cache-objects" --data "$SCANS" --device cuda
+"$BIN/r2s-cache-states" --checkpoint "$OUT/answer/model" --data "$SCANS" --device cuda
 for mode in two_stage single_stage; do
-  "$BIN/r2s-train" --config configs/train/grounding.yaml --set "${SET[@]}" \
+  "$BIN/r2s-train" --config configs/train/grounding.yaml --set "${SET[@]}" data.root="$SCANS" \
     init_from="$OUT/answer/model" out="$OUT/grounding-$mode" model.mode=$mode \
     "${GROUNDING_STEPS[@]}" 2>&1 | tee "$OUT/grounding-$mode.log"
-  "$BIN/r2s-eval" --data "$DATA" --split val --checkpoint "$OUT/grounding-$mode/model" \
+  "$BIN/r2s-eval" --data "$SCANS" --split val --checkpoint "$OUT/grounding-$mode/model" \
     --device cuda --out "$OUT/eval-$mode.json"
   "$PY" -m r2s_model.eval.threshold --report "$OUT/eval-$mode.json"
 done
